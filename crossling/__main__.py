@@ -1,0 +1,3 @@
+from crossling.cli import main
+
+raise SystemExit(main())

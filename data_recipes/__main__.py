@@ -1,0 +1,3 @@
+from data_recipes.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,3 @@
+from sft.cli import main
+
+raise SystemExit(main())
