@@ -1,0 +1,423 @@
+"""Batch generation for evaluation and for align's sampling: chat prompts in, n completions out.
+
+``generate(model, prompts, ...)`` is the one call (contract 6). It runs on one of three backends:
+
+- ``transformers``: batched ``model.generate`` with left padding, fp32 on CPU, a PEFT adapter merged in;
+- ``vllm``: the offline ``vllm.LLM`` engine (``enforce_eager``, fp32 on CPU), adapters as LoRARequests,
+  one engine kept per process so base + several adapters share one start-up;
+- ``endpoint``: any OpenAI-compatible server (ours, vLLM's, a hosted one) with concurrent requests.
+
+Every completion is cached on disk (SQLite) under a hash of (model fingerprint, adapter fingerprint,
+messages, sampling), so a rerun only generates what is new. Fingerprints include the size and mtime of
+local weight files: retraining an adapter into the same folder invalidates its cache entries.
+
+Not here: scoring (``evaluation.metrics``), prompt building (``evaluation.tasks``), serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+from crossling.errors import CrosslingError
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["auto", "vllm", "transformers", "endpoint"]
+Messages = list[dict[str, str]]
+
+# Measured on 2 CPU cores with the default model (docs/evaluation.md, "Backends"): vLLM's start-up
+# (~85 s) only pays off for large batches on CPU; on CUDA it wins from the first prompt.
+VLLM_MIN_PROMPTS_CPU = 100_000
+TRANSFORMERS_BATCH_SIZE = 16
+
+
+class GenerationError(CrosslingError):
+    """A backend could not produce completions (bad adapter, endpoint down, ...)."""
+
+
+# --- disk cache ----------------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    from crossling.models import cache_dir
+
+    return cache_dir() / "generations"
+
+
+def fingerprint(name_or_path: str | None) -> str | None:
+    """A model/adapter's identity for the cache: the name, plus size+mtime of local weight files."""
+    if name_or_path is None:
+        return None
+    path = Path(name_or_path).expanduser()
+    if not path.is_dir():
+        return str(name_or_path)
+    parts = [str(path.resolve())]
+    for p in sorted(path.iterdir()):
+        if p.suffix in (".safetensors", ".bin", ".json") and p.is_file():
+            st = p.stat()
+            parts.append(f"{p.name}:{st.st_size}:{int(st.st_mtime)}")
+    return "|".join(parts)
+
+
+def cache_key(identity: dict[str, Any], messages: Messages) -> str:
+    blob = json.dumps({"id": identity, "messages": messages}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class GenerationCache:
+    """key → list of completions, in one SQLite file (safe for several processes at once)."""
+
+    def __init__(self, folder: str | Path):
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "generations.sqlite"
+        self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS gen (key TEXT PRIMARY KEY, value TEXT, created REAL)")
+        self._db.commit()
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        unique = list(dict.fromkeys(keys))
+        for i in range(0, len(unique), 500):
+            chunk = unique[i : i + 500]
+            rows = self._db.execute(
+                f"SELECT key, value FROM gen WHERE key IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
+            out.update({k: json.loads(v) for k, v in rows})
+        return out
+
+    def put_many(self, items: dict[str, list[str]]) -> None:
+        now = time.time()
+        self._db.executemany(
+            "INSERT OR REPLACE INTO gen (key, value, created) VALUES (?, ?, ?)",
+            [(k, json.dumps(v, ensure_ascii=False), now) for k, v in items.items()],
+        )
+        self._db.commit()
+
+    def close(self) -> None:
+        self._db.close()
+
+
+# --- the public call -----------------------------------------------------------------------------
+
+
+def generate(
+    model: str,
+    prompts: list[Messages],
+    *,
+    adapter: str | None = None,
+    n: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 128,
+    seed: int = 0,
+    backend: Backend = "auto",
+    base_url: str | None = None,
+    api_key: str | None = None,
+    cache_dir: str | None = None,
+    concurrency: int = 8,
+    batch_size: int = TRANSFORMERS_BATCH_SIZE,
+    progress: bool = True,
+    desc: str = "generate",
+) -> list[list[str]]:
+    """``n`` completions for each chat prompt (a list of ``{"role", "content"}`` messages).
+
+    ``model`` is a model name/path (local backends) or the served model name (endpoint); ``adapter``
+    a PEFT adapter folder (local) or the served adapter name (endpoint: it is sent as ``model``).
+    ``cache_dir``: ``None`` → ``~/.cache/crossling/generations``; ``"off"`` → no cache.
+    Greedy decoding (``temperature == 0``) returns ``n`` copies of the one greedy completion.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    for i, p in enumerate(prompts):
+        if not isinstance(p, list) or not all(isinstance(m, dict) and "role" in m and "content" in m for m in p):
+            raise GenerationError(f"prompt {i} is not a list of {{'role', 'content'}} messages: {p!r:.200}")
+    chosen = choose_backend(backend, base_url=base_url, n_prompts=len(prompts))
+    identity = {
+        "model": model if chosen == "endpoint" else fingerprint(_resolve_local(model)),
+        "adapter": adapter if chosen == "endpoint" else fingerprint(adapter),
+        "endpoint": base_url if chosen == "endpoint" else None,
+        "n": n,
+        "temperature": temperature,
+        "top_p": top_p,
+        "max_new_tokens": max_new_tokens,
+        "seed": seed,
+    }
+    keys = [cache_key(identity, p) for p in prompts]
+    cache = None if cache_dir in ("off", "none", "") else GenerationCache(cache_dir or default_cache_dir())
+    cached = cache.get_many(keys) if cache else {}
+    todo: dict[str, Messages] = {}
+    for key, p in zip(keys, prompts, strict=True):
+        if key not in cached and key not in todo:
+            todo[key] = p
+    if todo:
+        logger.info("%s: %d of %d prompts not cached, backend %s", desc, len(todo), len(prompts), chosen)
+        sampling = dict(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+        run = _BACKENDS[chosen]
+        fresh = run(
+            model,
+            list(todo.values()),
+            adapter=adapter,
+            sampling=sampling,
+            base_url=base_url,
+            api_key=api_key,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            progress=progress,
+            desc=desc,
+        )
+        new = dict(zip(todo.keys(), fresh, strict=True))
+        if cache:
+            cache.put_many(new)
+        cached.update(new)
+    if cache:
+        cache.close()
+    return [list(cached[k]) for k in keys]
+
+
+def choose_backend(backend: Backend, base_url: str | None = None, n_prompts: int = 0) -> str:
+    """``auto``: an endpoint when a URL is given; vLLM on CUDA (or huge CPU batches); else transformers."""
+    if backend == "endpoint" or (backend == "auto" and base_url):
+        if not base_url:
+            raise GenerationError("backend 'endpoint' needs base_url (e.g. http://localhost:8000/v1)")
+        return "endpoint"
+    if backend == "vllm":
+        if not vllm_available():
+            raise GenerationError("backend 'vllm' asked for, but vLLM is not installed (`make install`)")
+        return "vllm"
+    if backend == "transformers":
+        return "transformers"
+    if backend != "auto":
+        raise GenerationError(f"unknown backend {backend!r}; use auto, vllm, transformers or endpoint")
+    from crossling.device import has_cuda
+
+    if vllm_available() and (has_cuda() or n_prompts >= VLLM_MIN_PROMPTS_CPU):
+        return "vllm"
+    return "transformers"
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def _resolve_local(model: str) -> str:
+    from crossling.models import resolve_model
+
+    return resolve_model(model)
+
+
+# --- transformers backend ------------------------------------------------------------------------
+
+_HF_LOADED: dict[str, Any] = {}  # the last (model, adapter) loaded, kept for the next call
+
+
+def _load_hf(model: str, adapter: str | None):
+    key = f"{_resolve_local(model)}::{fingerprint(adapter)}"
+    if _HF_LOADED.get("key") == key:
+        return _HF_LOADED["model"], _HF_LOADED["tokenizer"]
+    _HF_LOADED.clear()  # one model in memory at a time: an eval of 3 models must not hold 3
+    from crossling.models import load_causal_lm, load_tokenizer
+
+    tokenizer = load_tokenizer(model, padding_side="left")
+    lm = load_causal_lm(model)
+    if adapter:
+        if not (Path(adapter) / "adapter_config.json").is_file():
+            raise GenerationError(f"adapter {adapter!r} is not a PEFT adapter folder (no adapter_config.json)")
+        from peft import PeftModel
+
+        # Merged, the adapter costs nothing per token.
+        lm = PeftModel.from_pretrained(lm, adapter).merge_and_unload()
+    lm.eval()
+    _HF_LOADED.update(key=key, model=lm, tokenizer=tokenizer)
+    return lm, tokenizer
+
+
+def _render(tokenizer, messages: Messages) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def _run_transformers(model: str, prompts: list[Messages], *, adapter, sampling, batch_size, progress, desc, **_):
+    import torch
+    from tqdm.auto import tqdm
+
+    lm, tokenizer = _load_hf(model, adapter)
+    texts = [_render(tokenizer, p) for p in prompts]
+    # Longest first, so similar lengths share a batch (less padding) and memory peaks early.
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    greedy = sampling["temperature"] <= 0
+    n_seq = 1 if greedy else sampling["n"]
+    out: list[list[str]] = [[] for _ in texts]
+    bar = tqdm(total=len(texts), desc=f"{desc} [transformers]", unit="prompt", disable=not progress)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = enc.to(lm.device)
+        kwargs: dict[str, Any] = dict(max_new_tokens=sampling["max_new_tokens"], pad_token_id=tokenizer.pad_token_id)
+        if greedy:
+            kwargs.update(do_sample=False, top_p=None, top_k=None, temperature=None)
+        else:
+            torch.manual_seed(sampling["seed"] + start)
+            kwargs.update(
+                do_sample=True,
+                temperature=sampling["temperature"],
+                top_p=sampling["top_p"],
+                top_k=None,
+                num_return_sequences=n_seq,
+            )
+        with torch.inference_mode():
+            gen = lm.generate(**enc, **kwargs)
+        new = gen[:, enc["input_ids"].shape[1] :]
+        decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
+        for j, i in enumerate(idx):
+            outs = [t.strip() for t in decoded[j * n_seq : (j + 1) * n_seq]]
+            out[i] = outs * sampling["n"] if greedy else outs
+        bar.update(len(idx))
+    bar.close()
+    return out
+
+
+# --- vLLM backend --------------------------------------------------------------------------------
+
+_VLLM: dict[str, Any] = {}  # one engine per process; adapters are LoRARequests on it
+
+
+def _adapter_rank(adapter: str) -> tuple[int, list[str]]:
+    cfg = json.loads((Path(adapter) / "adapter_config.json").read_text())
+    return int(cfg.get("r", 16)), list(cfg.get("modules_to_save") or [])
+
+
+def _vllm_engine(model: str, adapter: str | None):
+    from vllm import LLM
+
+    from crossling.device import has_cuda
+
+    path = _resolve_local(model)
+    rank = 16
+    if adapter:
+        if not (Path(adapter) / "adapter_config.json").is_file():
+            raise GenerationError(f"adapter {adapter!r} is not a PEFT adapter folder (no adapter_config.json)")
+        rank, extra = _adapter_rank(adapter)
+        if extra:
+            raise GenerationError(
+                f"adapter {adapter} also trains {extra} (modules_to_save), which vLLM's LoRA cannot load; "
+                "use backend: transformers"
+            )
+    # Rank 64 covers every adapter we train; a larger one restarts the engine.
+    need_rank = max(64, rank)
+    engine = _VLLM.get("engine")
+    if engine is not None and _VLLM["path"] == path and (not adapter or _VLLM["max_rank"] >= need_rank):
+        return engine
+    _VLLM.clear()
+    engine = LLM(
+        model=path,
+        tokenizer=path,
+        dtype="auto" if has_cuda() else "float32",
+        enforce_eager=not has_cuda(),
+        enable_lora=True,
+        max_lora_rank=need_rank,
+        max_loras=4,
+        max_model_len=4096,
+        seed=0,
+    )
+    _VLLM.update(engine=engine, path=path, max_rank=need_rank, lora_ids={})
+    return engine
+
+
+def _run_vllm(model: str, prompts: list[Messages], *, adapter, sampling, progress, **_):
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+    from vllm.lora.request import LoRARequest
+
+    engine = _vllm_engine(model, adapter)
+    tokenizer = engine.get_tokenizer()
+    lora = None
+    if adapter:
+        ids = _VLLM["lora_ids"]
+        ids.setdefault(fingerprint(adapter), len(ids) + 1)
+        lora = LoRARequest(Path(adapter).name, ids[fingerprint(adapter)], str(Path(adapter).resolve()))
+    greedy = sampling["temperature"] <= 0
+    params = SamplingParams(
+        n=1 if greedy else sampling["n"],
+        temperature=max(sampling["temperature"], 0.0),
+        top_p=sampling["top_p"],
+        max_tokens=sampling["max_new_tokens"],
+        seed=sampling["seed"],
+    )
+    inputs = [
+        TokensPrompt(prompt_token_ids=tokenizer.apply_chat_template(p, tokenize=True, add_generation_prompt=True))
+        for p in prompts
+    ]
+    results = engine.generate(inputs, params, use_tqdm=progress, lora_request=lora)
+    out = []
+    for r in results:
+        texts = [o.text.strip() for o in r.outputs]
+        out.append(texts * sampling["n"] if greedy else texts)
+    return out
+
+
+# --- OpenAI-compatible endpoint ------------------------------------------------------------------
+
+
+def _run_endpoint(
+    model: str, prompts: list[Messages], *, adapter, sampling, base_url, api_key, concurrency, progress, desc, **_
+):
+    import openai
+    from tqdm.auto import tqdm
+
+    client = openai.OpenAI(
+        base_url=base_url, api_key=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY", max_retries=3, timeout=600
+    )
+    served = adapter or model
+    greedy = sampling["temperature"] <= 0
+
+    def one(messages: Messages) -> list[str]:
+        want = 1 if greedy else sampling["n"]
+        texts: list[str] = []
+        try:
+            while len(texts) < want:  # servers that ignore n give one choice per call
+                resp = client.chat.completions.create(
+                    model=served,
+                    messages=messages,
+                    n=want - len(texts),
+                    temperature=sampling["temperature"],
+                    top_p=sampling["top_p"],
+                    max_tokens=sampling["max_new_tokens"],
+                    seed=sampling["seed"] + len(texts),
+                )
+                texts += [(c.message.content or "").strip() for c in resp.choices]
+        except openai.APIError as e:
+            raise GenerationError(f"endpoint {base_url} (model {served!r}) failed: {e}") from e
+        return texts * sampling["n"] if greedy else texts[:want]
+
+    bar = tqdm(total=len(prompts), desc=f"{desc} [endpoint]", unit="prompt", disable=not progress)
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        futures = [pool.submit(one, p) for p in prompts]
+        for f in futures:
+            f.add_done_callback(lambda _f: bar.update())
+        out = [f.result() for f in futures]
+    bar.close()
+    return out
+
+
+_BACKENDS: dict[str, Callable[..., list[list[str]]]] = {
+    "transformers": _run_transformers,
+    "vllm": _run_vllm,
+    "endpoint": _run_endpoint,
+}
+
+
+def release() -> None:
+    """Drop the models this process holds (between evaluations of different models)."""
+    _HF_LOADED.clear()
+    _VLLM.clear()

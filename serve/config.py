@@ -1,0 +1,121 @@
+"""The ``crossling serve`` run config: one dataclass per concern, filled from configs/serve/*.yaml.
+
+Only what a person running a server decides lives here (where to listen, which engine and model,
+adapters, keys, limits); the engines and the API read it but never parse YAML themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class LimitsConfig:
+    """Hard limits: every one of them is enforced with an OpenAI-shaped error, never a crash."""
+
+    max_body_bytes: int = field(
+        default=1_000_000, metadata={"help": "Largest request body in bytes; larger ones get 413."}
+    )
+    max_prompt_tokens: int = field(
+        default=4096, metadata={"help": "Longest prompt (after the chat template) in tokens; longer gets 400."}
+    )
+    max_completion_tokens: int = field(
+        default=1024,
+        metadata={"help": "Most new tokens one choice may ask for (also the default when a request sets none)."},
+    )
+    max_n: int = field(default=8, metadata={"help": "Most choices (`n`) one request may ask for."})
+    max_concurrent_requests: int = field(
+        default=16, metadata={"help": "Requests generating at once; more wait in the queue."}
+    )
+    max_queue: int = field(
+        default=64,
+        metadata={"help": "Requests allowed to wait for a slot; beyond it the server answers 429 + Retry-After."},
+    )
+    retry_after_s: int = field(default=2, metadata={"help": "Seconds sent in Retry-After with a 429."})
+    request_timeout_s: float = field(
+        default=300.0,
+        metadata={"help": "Wall-clock limit per request (queue + generation); past it the generation is aborted."},
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_prompt_tokens", "max_completion_tokens", "max_n"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"limits.{name} must be >= 1")
+        if self.max_concurrent_requests < 1 or self.max_queue < 0:
+            raise ValueError("limits.max_concurrent_requests must be >= 1 and limits.max_queue >= 0")
+
+
+@dataclass
+class ServeConfig:
+    """`crossling serve CONFIG`: an OpenAI-compatible server on vLLM or transformers."""
+
+    model: str = field(
+        default="gemma3-270m",
+        metadata={"help": "Base model: `gemma3-270m` (the embedded default), a local folder or a hub id."},
+    )
+    served_model_name: str | None = field(
+        default=None,
+        metadata={"help": "Name clients send as `model` for the base model (default: the `model` value)."},
+    )
+    adapters: dict[str, str] = field(
+        default_factory=dict,
+        metadata={"help": "LoRA adapters by name: {name: path to a PEFT adapter folder}; clients send the name."},
+    )
+    engine: Literal["auto", "vllm", "transformers"] = field(
+        default="auto", metadata={"help": "auto = vLLM when installed, else transformers."}
+    )
+    dtype: str = field(
+        default="auto", metadata={"help": "auto = float32 on CPU (fast there), bf16/fp16 on CUDA; or a dtype name."}
+    )
+    max_model_len: int = field(
+        default=4096, metadata={"help": "Context length the engine reserves per sequence (prompt + completion)."}
+    )
+    max_batch_size: int = field(
+        default=16,
+        metadata={"help": "Most sequences decoded together (vLLM max_num_seqs; transformers batch size)."},
+    )
+    max_lora_rank: int = field(default=64, metadata={"help": "vLLM: the largest LoRA rank of any adapter."})
+    kv_cache_gib: float = field(
+        default=2.0, metadata={"help": "vLLM on CPU: GiB reserved for the KV cache (VLLM_CPU_KVCACHE_SPACE)."}
+    )
+    host: str = field(default="127.0.0.1", metadata={"help": "Interface to listen on (0.0.0.0 = all)."})
+    port: int = field(default=8000, metadata={"help": "TCP port."})
+    api_keys: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Accepted Bearer keys. Better: api_key_file or $CROSSLING_API_KEYS (comma-separated)."},
+    )
+    api_key_file: str | None = field(
+        default=None, metadata={"help": "File with one accepted key per line (# comments allowed)."}
+    )
+    allow_no_auth: bool = field(
+        default=False,
+        metadata={
+            "help": "Serve with no key at all. Off by default: with no key configured, "
+            "`crossling serve` makes one for the run and prints it."
+        },
+    )
+    limits: LimitsConfig = field(default_factory=LimitsConfig, metadata={"help": "Hard limits (see LimitsConfig)."})
+    safety: bool = field(
+        default=False,
+        metadata={"help": "Run the built-in multilingual safety filter on input and streamed output."},
+    )
+    safety_window_chars: int = field(
+        default=160,
+        metadata={"help": "Streamed output is held back and checked in windows of this many characters."},
+    )
+    ui: bool = field(default=True, metadata={"help": "Mount the Gradio chat UI at /ui (when serve.ui is installed)."})
+    log_level: str = field(default="info", metadata={"help": "uvicorn / crossling log level."})
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be in 1..65535, got {self.port}")
+        if self.max_batch_size < 1 or self.max_model_len < 16:
+            raise ValueError("max_batch_size must be >= 1 and max_model_len >= 16")
+        if self.safety_window_chars < 1:
+            raise ValueError("safety_window_chars must be >= 1")
+
+    @property
+    def model_name(self) -> str:
+        """What clients send as ``model`` for the base model."""
+        return self.served_model_name or self.model

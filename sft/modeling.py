@@ -1,0 +1,191 @@
+"""Load a model ready to train: 4-bit nf4 (QLoRA), full-precision LoRA or full fine-tuning, by device.
+
+This is contract 5 of DESIGN.md: ``load_model_for_training`` is shared by sft (causal LM) and align
+(reward model = ``task="seq_cls"``, DPO/KTO = causal LM). It only *builds* the trainable model; it
+does not know about datasets, trainers or run folders (see ``sft.trainer`` and ``sft.runs``).
+
+Why these choices:
+- nf4 + double quantization (bitsandbytes) keeps the frozen base at ~0.5 byte/parameter; the
+  compute dtype is float32 on CPU (bf16 matmuls are >10x slower on our AVX2 CPUs without native
+  bf16) and bf16 on CUDA (fp16 where the GPU has no bf16).
+- LoRA on ``all-linear`` (PEFT's name for every Linear except the output head) is the QLoRA
+  paper's recipe; embeddings/head can be made fully trainable with ``modules_to_save`` (new
+  languages, new tokens).
+- LoRA parameters stay in float32 on CPU: TRL casts them to bf16 for quantized models, which on
+  these CPUs costs far more than it saves (``sft.trainer`` undoes that cast on CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from crossling.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+Task = Literal["causal_lm", "seq_cls"]
+Quantization = Literal["nf4", "none"]
+
+
+def training_device(device: str | None = None) -> str:
+    """``device`` if given; else this process's CUDA device under a launcher, or cuda/cpu."""
+    if device:
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        from accelerate import PartialState
+
+        return f"cuda:{PartialState().local_process_index}"
+    return "cpu"
+
+
+def compute_dtype(device: str):
+    """float32 on CPU (fast there), bf16 on CUDA when supported, else fp16."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def nf4_config(device: str):
+    """bitsandbytes 4-bit NormalFloat with double quantization, computing in :func:`compute_dtype`."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype(device),
+        bnb_4bit_quant_storage=compute_dtype(device) if device.startswith("cuda") else None,
+    )
+
+
+def _load_base(path: str, task: Task, quantization: Quantization, device: str, num_labels: int):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    kwargs: dict = {"dtype": compute_dtype(device) if device.startswith("cuda") else torch.float32}
+    if quantization == "nf4":
+        kwargs["quantization_config"] = nf4_config(device)
+        kwargs["device_map"] = {"": device}
+    cls = AutoModelForCausalLM if task == "causal_lm" else AutoModelForSequenceClassification
+    if task == "seq_cls":
+        kwargs["num_labels"] = num_labels
+    try:
+        model = cls.from_pretrained(path, **kwargs)
+    except OSError as e:
+        from crossling.models import _hub_error
+
+        raise _hub_error(path, e) from e
+    if quantization == "none":
+        model = model.to(device)
+    return model
+
+
+def lora_config(
+    task: Task,
+    r: int = 16,
+    alpha: int = 32,
+    dropout: float = 0.05,
+    target_modules: str | list[str] = "all-linear",
+    modules_to_save: list[str] | None = None,
+):
+    """The PEFT ``LoraConfig`` crossling trains with (seq_cls also trains the new ``score`` head)."""
+    from peft import LoraConfig, TaskType
+
+    return LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=target_modules,
+        modules_to_save=modules_to_save,
+        bias="none",
+        task_type=TaskType.CAUSAL_LM if task == "causal_lm" else TaskType.SEQ_CLS,
+    )
+
+
+def load_model_for_training(
+    model_name_or_path: str,
+    *,
+    task: Task = "causal_lm",
+    quantization: Quantization = "nf4",
+    lora_r: int = 16,
+    lora_alpha: int = 32,
+    lora_dropout: float = 0.05,
+    target_modules: str | list[str] = "all-linear",
+    modules_to_save: list[str] | None = None,
+    adapter: str | None = None,
+    full_finetune: bool = False,
+    device: str | None = None,
+    num_labels: int = 1,
+    gradient_checkpointing: bool = False,
+):
+    """Return ``(model, tokenizer)`` ready for a trainer.
+
+    - ``quantization="nf4"``: QLoRA (frozen 4-bit base + LoRA); ``"none"``: LoRA on a full-precision
+      base (fp32 on CPU, bf16 on CUDA); ``full_finetune=True`` (needs ``"none"``): every weight trains.
+    - ``adapter``: continue training an existing PEFT adapter folder (its own r/alpha/targets win).
+    - ``task="seq_cls"``: a sequence classifier (reward model) with ``num_labels`` outputs whose head
+      is trained in full.
+    """
+    import torch
+    from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+    from crossling.models import load_tokenizer, resolve_model
+
+    if task not in ("causal_lm", "seq_cls"):
+        raise ConfigError(f"task must be causal_lm or seq_cls, got {task!r}")
+    if quantization not in ("nf4", "none"):
+        raise ConfigError(f"quantization must be nf4 or none, got {quantization!r}")
+    if full_finetune and (quantization != "none" or adapter):
+        raise ConfigError("full_finetune trains every weight: set quantization: none and no adapter")
+    device = training_device(device)
+    path = resolve_model(model_name_or_path)
+    tokenizer = load_tokenizer(path)
+    model = _load_base(path, task, quantization, device, num_labels)
+    if task == "seq_cls" and model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id  # the classifier pools at the last non-pad token
+
+    if full_finetune:
+        model.config.use_cache = False
+        _log_trainable(model)
+        return model, tokenizer
+    if quantization == "nf4":
+        # Casts the remaining (non-quantized) weights to fp32 and freezes the base. Gradient checkpointing
+        # is opt-in: at our sequence lengths it costs ~30% speed for memory we do not need.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if adapter:
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
+    else:
+        config = lora_config(task, lora_r, lora_alpha, lora_dropout, target_modules, modules_to_save)
+        model = get_peft_model(model, config)
+    if not device.startswith("cuda"):
+        for param in model.parameters():
+            if param.requires_grad and param.dtype != torch.float32:
+                param.data = param.data.float()
+    model.config.use_cache = False
+    _log_trainable(model)
+    return model, tokenizer
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts; 4-bit weights count as the parameters they stand for."""
+    trainable = total = 0
+    for param in model.parameters():
+        n = param.numel()
+        if param.__class__.__name__ == "Params4bit":
+            n *= 2  # two 4-bit values per stored byte
+        total += n
+        if param.requires_grad:
+            trainable += n
+    return trainable, total
+
+
+def _log_trainable(model) -> None:
+    trainable, total = count_parameters(model)
+    logger.info("trainable parameters: %s / %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
