@@ -20,6 +20,21 @@ class Verdict:
     language: str | None = None  # BCP-47 code of the checked text, if identified
     latency_ms: float = 0.0
     flagged_categories: list[str] = field(default_factory=list)  # over threshold, highest first
+    role: str = "user"  # whose text was checked: "user" (input) or "assistant" (output)
+    notes: list[str] = field(default_factory=list)  # e.g. a plug-in guard that was down (fail-closed)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (response headers/fields, metrics, logs)."""
+        return {
+            "flagged": self.flagged,
+            "action": self.action,
+            "language": self.language,
+            "flagged_categories": self.flagged_categories,
+            "categories": self.categories,
+            "latency_ms": self.latency_ms,
+            "role": self.role,
+            "notes": self.notes,
+        }
 
     @property
     def blocked(self) -> bool:

@@ -1,0 +1,3 @@
+from serve.safety.cli import main
+
+raise SystemExit(main())

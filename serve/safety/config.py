@@ -1,0 +1,120 @@
+"""The safety policy, as a config: per-category actions and thresholds, plug-in guards, fail mode.
+
+Loaded with ``crossling.config.load_config(SafetyConfig, "configs/safety/default.yaml")``; the
+server's config points at such a file. Only data and validation live here; the filter reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from serve.safety.categories import CATEGORY_IDS
+
+ACTIONS = ("allow", "flag", "block")
+
+
+@dataclass
+class GuardConfig:
+    """One optional plug-in stage that runs after the built-in classifier."""
+
+    kind: Literal["openai_moderation", "chat_guard", "hf_guard", "pivot_translate"] = field(
+        metadata={
+            "help": "openai_moderation: any OpenAI-compatible /v1/moderations; chat_guard: a chat "
+            "endpoint prompted Llama-Guard style; hf_guard: a local HF guard model (Llama Guard "
+            "format); pivot_translate: translate to `pivot` with a chat endpoint, then classify"
+        }
+    )
+    base_url: str | None = field(
+        default=None, metadata={"help": "endpoint base URL, e.g. http://127.0.0.1:8000/v1 (not for hf_guard)"}
+    )
+    model: str | None = field(
+        default=None, metadata={"help": "model name at the endpoint, or HF path/id for hf_guard"}
+    )
+    api_key_env: str | None = field(
+        default=None, metadata={"help": "environment variable holding the endpoint's API key"}
+    )
+    languages: list[str] = field(
+        default_factory=list,
+        metadata={"help": "run only for texts identified as one of these languages (empty: all)"},
+    )
+    when: Literal["always", "uncertain"] = field(
+        default="always",
+        metadata={"help": "always, or only when the built-in harm score is in [uncertain_low, threshold)"},
+    )
+    uncertain_low: float = field(
+        default=0.15, metadata={"help": "lower edge of the 'uncertain' band of the built-in harm score"}
+    )
+    pivot: str = field(default="en", metadata={"help": "pivot_translate: language to translate into"})
+    timeout_s: float = field(default=5.0, metadata={"help": "per-call timeout; a timeout is a guard failure"})
+
+    def __post_init__(self) -> None:
+        if self.kind in ("openai_moderation", "chat_guard", "pivot_translate") and not self.base_url:
+            raise ValueError(f"guard {self.kind}: base_url is required")
+        if self.kind in ("chat_guard", "hf_guard", "pivot_translate") and not self.model:
+            raise ValueError(f"guard {self.kind}: model is required")
+
+
+@dataclass
+class SafetyConfig:
+    """Policy of the multilingual safety filter (see docs/safety.md)."""
+
+    enabled: bool = field(default=True, metadata={"help": "false: every check allows (nothing scored)"})
+    threshold: float = field(
+        default=0.5, metadata={"help": "default score at or above which a category is flagged"}
+    )
+    thresholds: dict[str, float] = field(
+        default_factory=dict, metadata={"help": "per-category thresholds overriding `threshold`"}
+    )
+    default_action: Literal["allow", "flag", "block"] = field(
+        default="block", metadata={"help": "action for a flagged category not listed in `actions`"}
+    )
+    actions: dict[str, str] = field(
+        default_factory=lambda: {"specialized_advice": "flag"},
+        metadata={"help": "per-category action when flagged: block | flag | allow"},
+    )
+    guards: list[GuardConfig] = field(
+        default_factory=list, metadata={"help": "optional plug-in guards run after the built-in classifier"}
+    )
+    on_guard_error: Literal["closed", "open"] = field(
+        default="closed",
+        metadata={"help": "a guard that is down or times out: closed = block the text, open = ignore it"},
+    )
+    model_path: str | None = field(
+        default=None, metadata={"help": "classifier .npz (default: data/safety/hazard_model.npz)"}
+    )
+    seed_path: str | None = field(
+        default=None, metadata={"help": "training rows JSONL (default: data/safety/seed.jsonl)"}
+    )
+    window_chars: int = field(
+        default=400,
+        metadata={"help": "texts longer than this are also scored piecewise (sentences, up to half this)"},
+    )
+    max_windows: int = field(
+        default=64, metadata={"help": "cap on pieces scored per check (bounds latency on huge inputs)"}
+    )
+    stream_holdback_chars: int = field(
+        default=48,
+        metadata={"help": "streamed output: characters held back until a later check has covered them"},
+    )
+    stream_check_every_chars: int = field(
+        default=64, metadata={"help": "streamed output: check again after this many new characters"}
+    )
+
+    def __post_init__(self) -> None:
+        for where, cats in (("actions", self.actions), ("thresholds", self.thresholds)):
+            unknown = sorted(set(cats) - set(CATEGORY_IDS))
+            if unknown:
+                raise ValueError(f"{where}: unknown categories {unknown}; known: {', '.join(CATEGORY_IDS)}")
+        bad = {c: a for c, a in self.actions.items() if a not in ACTIONS}
+        if bad:
+            raise ValueError(f"actions: {bad} — each must be one of {', '.join(ACTIONS)}")
+        for c, t in {"threshold": self.threshold, **self.thresholds}.items():
+            if not 0.0 <= t <= 1.0:
+                raise ValueError(f"threshold for {c} must be in [0, 1], got {t}")
+
+    def action_for(self, category: str) -> str:
+        return self.actions.get(category, self.default_action)
+
+    def threshold_for(self, category: str) -> float:
+        return self.thresholds.get(category, self.threshold)

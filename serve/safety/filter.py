@@ -1,0 +1,156 @@
+"""``SafetyFilter``: normalise → identify language → classify → plug-in guards → policy → ``Verdict``.
+
+A plain object with no web code, shared by the server (input check and windowed output check),
+``/v1/moderations``, the data recipes' checks and ``bench/safety_eval.py``. Thread-safe for reads:
+one instance serves many requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+
+from crossling import langid
+from crossling.config import load_config
+from serve.safety.categories import CATEGORY_IDS
+from serve.safety.classifier import MODEL_PATH, HazardClassifier, load_or_train
+from serve.safety.config import SafetyConfig
+from serve.safety.guards import Guard, GuardError, build_guards
+from serve.safety.normalize import normalize
+from serve.safety.refusals import refusal_text
+from serve.safety.seed import SEED_PATH
+from serve.safety.verdict import Verdict
+
+log = logging.getLogger(__name__)
+
+_SEVERITY = {"allow": 0, "flag": 1, "block": 2}
+# languages lingua cannot identify; our own language model decides them when it is confident
+_UNSUPPORTED_BY_LINGUA = ("jv", "ha")
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？।۔\n])\s*")
+
+
+class SafetyFilter:
+    """The multilingual safety filter. ``check(text, role) -> Verdict``; ``refusal(lang, cat) -> str``."""
+
+    def __init__(
+        self,
+        config: SafetyConfig | None = None,
+        classifier: HazardClassifier | None = None,
+        guards: list[Guard] | None = None,
+    ):
+        self.config = config or SafetyConfig()
+        self.classifier = classifier or load_or_train(
+            self.config.model_path or MODEL_PATH, self.config.seed_path or SEED_PATH
+        )
+        self.guards = build_guards(self.config.guards, self) if guards is None else guards
+
+    @classmethod
+    def from_config(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> SafetyFilter:
+        return cls(load_config(SafetyConfig, path, overrides))
+
+    def warmup(self) -> None:
+        """Load lingua's models now, not on the first request (they take seconds to load)."""
+        langid.detect("warm up the language detector")
+
+    # --- stages ----------------------------------------------------------------------------------
+    def windows(self, text: str) -> list[str]:
+        """The whole text, plus sentence-sized pieces when it is long: one harmful sentence inside
+        pages of harmless text must not be averaged away by the n-gram vector's normalisation."""
+        size = self.config.window_chars
+        if len(text) <= size:
+            return [text]
+        pieces, current = [text], ""
+        for sentence in _SENTENCE_END.split(text):
+            while len(sentence) > size:  # one very long "sentence": hard-wrap it with overlap
+                pieces.append(sentence[:size])
+                sentence = sentence[size * 3 // 4 :]
+            if current and len(current) + len(sentence) > size // 2:
+                pieces.append(current)
+                current = ""
+            current += sentence + " "
+        if current.strip():
+            if len(current) < size // 8 and len(pieces) > 1:  # a short tail is noise alone: merge it
+                pieces[-1] += current
+            else:
+                pieces.append(current)
+        if len(pieces) > self.config.max_windows + 1:  # bound latency on huge inputs: even sample
+            step = (len(pieces) - 1) / self.config.max_windows
+            pieces = [pieces[0]] + [pieces[1 + int(i * step)] for i in range(self.config.max_windows)]
+        return pieces
+
+    def language(self, text: str, normalized: str) -> str | None:
+        """Our n-gram language model when it is sure (fast; knows Javanese and Hausa), else
+        ``crossling.langid`` (lingua + scripts), else our model's guess if it is fair."""
+        code, p = self.classifier.predict_language(normalized)
+        if p >= 0.8 or (code in _UNSUPPORTED_BY_LINGUA and p >= 0.5):
+            return code
+        detected = langid.detect(text)
+        return detected if detected is not None else (code if p >= 0.4 else None)
+
+    def scores(self, text: str) -> tuple[float, dict[str, float]]:
+        """Built-in classifier only: (harm, per-category scores), max over windows."""
+        normalized = [normalize(w) for w in self.windows(text)]
+        harm, cats = 0.0, dict.fromkeys(CATEGORY_IDS, 0.0)
+        for h, c in self.classifier.predict([n for n in normalized if n]):
+            harm = max(harm, h)
+            for k, v in c.items():
+                cats[k] = max(cats[k], v)
+        return harm, cats
+
+    # --- the protocol ----------------------------------------------------------------------------
+    def check(self, text: str, role: str = "user") -> Verdict:
+        t0 = time.perf_counter()
+        if not self.config.enabled or not text or not text.strip():
+            return Verdict(False, "allow", dict.fromkeys(CATEGORY_IDS, 0.0), None, _ms(t0))
+        harm, cats = self.scores(text)
+        lang = self.language(text, normalize(text[:1000]))
+        notes: list[str] = []
+        for guard in self.guards:
+            if not guard.applies(lang, harm, self.config):
+                continue
+            try:
+                for cat, score in guard.scores(text, lang, role).items():
+                    cats[cat] = max(cats.get(cat, 0.0), score)
+            except GuardError as e:
+                notes.append(f"{guard.name}: {e}")
+                log.warning("safety guard %s failed: %s", guard.name, e)
+                if self.config.on_guard_error == "closed":
+                    return self._verdict(cats, lang, t0, role, notes, forced="guard_unavailable")
+        return self._verdict(cats, lang, t0, role, notes)
+
+    def _verdict(
+        self,
+        cats: dict[str, float],
+        lang: str | None,
+        t0: float,
+        role: str,
+        notes: list[str],
+        forced: str = "",
+    ) -> Verdict:
+        cfg = self.config
+        flagged = sorted((c for c, s in cats.items() if s >= cfg.threshold_for(c)), key=lambda c: -cats[c])
+        action = "allow"
+        for c in flagged:
+            if _SEVERITY[cfg.action_for(c)] > _SEVERITY[action]:
+                action = cfg.action_for(c)
+        if forced:  # fail-closed: a guard we were told to rely on could not answer
+            action = "block"
+        return Verdict(
+            flagged=bool(flagged) or bool(forced),
+            action=action,  # type: ignore[arg-type]
+            categories={c: round(s, 4) for c, s in cats.items()},
+            language=lang,
+            latency_ms=_ms(t0),
+            flagged_categories=flagged,
+            role=role,
+            notes=notes,
+        )
+
+    def refusal(self, language: str | None, category: str | None = None) -> str:
+        return refusal_text(language, category)
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000.0, 3)

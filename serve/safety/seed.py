@@ -1,0 +1,150 @@
+"""Build ``data/safety/seed.jsonl`` from the hand-written sources in ``data/safety/source/<lang>.yaml``.
+
+The sources were written for crossling, from scratch, one file per language in the same shape: a few
+request *frames* (``How do I {x}?``), per hazard category a handful of harmful action phrases, and
+per category benign look-alikes on the same topics (history of a war, how locks work, medication
+safety, fiction) each with a short helpful answer; plus whole-sentence statements and everyday chat; ``more_harmful`` ("category | phrase") and ``more_benign``
+("phrase | answer") widen the topics (theft, drugs, fraud, revenge, bullying, ...) in some languages.
+Frames x phrases give many phrasings per category per language.
+
+Row contract (shared with the data recipes): ``{"id", "text", "lang", "label": "harmful"|"benign",
+"category", "response"}`` — ``response`` is the short answer for benign rows, empty for harmful ones;
+``category`` is the hazard category the row is about (benign look-alikes keep their topic's category;
+everyday chat has ``null``). ``group`` names the phrase a row was built from, so train/dev splits can
+keep all framings of one phrase on one side.
+
+Not here: MultiJail or any evaluation set. Nothing in this module reads them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crossling.errors import DataError
+from crossling.languages import LANGUAGES
+from serve.safety.categories import CATEGORIES
+
+REPO = Path(__file__).resolve().parents[2]
+SOURCE_DIR = REPO / "data" / "safety" / "source"
+SEED_PATH = REPO / "data" / "safety" / "seed.jsonl"
+
+
+def _fail(path: Path, msg: str) -> DataError:
+    return DataError(f"{path}: {msg}")
+
+
+def load_source(path: str | Path) -> dict[str, Any]:
+    """Read and validate one language source file (clear errors naming the file and field)."""
+    path = Path(path)
+    try:
+        src = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise _fail(path, f"not valid YAML: {e}") from e
+    if not isinstance(src, dict):
+        raise _fail(path, "expected a mapping with lang, frames, harmful, benign")
+    lang = src.get("lang")
+    if lang not in LANGUAGES:
+        raise _fail(path, f"field 'lang': unknown language {lang!r}")
+    frames = src.get("frames") or []
+    if not frames or any("{x}" not in f for f in frames):
+        raise _fail(path, "field 'frames': every frame must contain {x}")
+    for section in ("harmful", "benign"):
+        block = src.get(section) or {}
+        unknown = sorted(set(block) - set(CATEGORIES))
+        if unknown:
+            raise _fail(path, f"field {section!r}: unknown categories {unknown}")
+        missing = sorted(set(CATEGORIES) - set(block))
+        if missing:
+            raise _fail(path, f"field {section!r}: categories without examples: {missing}")
+    for cat, items in src["benign"].items():
+        for item in items:
+            if " | " not in item:
+                raise _fail(path, f"benign.{cat}: {item!r} needs 'phrase | answer'")
+    for field in ("statements", "chat", "more_harmful", "more_benign"):
+        for item in src.get(field) or []:
+            if " | " not in item:
+                raise _fail(path, f"{field}: {item!r} needs 'a | b'")
+    return src
+
+
+def expand(src: dict[str, Any]) -> list[dict[str, Any]]:
+    """All rows one source file yields, in a fixed order."""
+    lang, frames = src["lang"], src["frames"]
+    rows: list[dict[str, Any]] = []
+
+    def add(rid: str, text: str, label: str, cat: str | None, response: str, group: str) -> None:
+        rows.append(
+            {"id": rid, "text": text, "lang": lang, "label": label, "category": cat,
+             "response": response, "group": group}
+        )  # fmt: skip
+
+    for cat, phrases in src["harmful"].items():
+        for i, phrase in enumerate(phrases):
+            group = f"{lang}-{cat}-h{i}"
+            for j, frame in enumerate(frames):
+                add(f"{group}-f{j}", frame.replace("{x}", phrase), "harmful", cat, "", group)
+    for cat, items in src["benign"].items():
+        for i, item in enumerate(items):
+            phrase, answer = (s.strip() for s in item.split(" | ", 1))
+            group = f"{lang}-{cat}-b{i}"
+            for j, frame in enumerate(frames):
+                add(f"{group}-f{j}", frame.replace("{x}", phrase), "benign", cat, answer, group)
+    for i, item in enumerate(src.get("more_harmful") or []):
+        cat, phrase = (s.strip() for s in item.split(" | ", 1))
+        if cat not in CATEGORIES:
+            raise DataError(f"{lang} more_harmful[{i}]: unknown category {cat!r}")
+        group = f"{lang}-more-h{i}"
+        for j, frame in enumerate(frames):
+            add(f"{group}-f{j}", frame.replace("{x}", phrase), "harmful", cat, "", group)
+    for i, item in enumerate(src.get("more_benign") or []):
+        phrase, answer = (s.strip() for s in item.split(" | ", 1))
+        group = f"{lang}-more-b{i}"
+        for j, frame in enumerate(frames):
+            add(f"{group}-f{j}", frame.replace("{x}", phrase), "benign", None, answer, group)
+    for i, item in enumerate(src.get("statements") or []):
+        cat, text = (s.strip() for s in item.split(" | ", 1))
+        if cat not in CATEGORIES:
+            raise DataError(f"{lang} statements[{i}]: unknown category {cat!r}")
+        add(f"{lang}-stmt{i}", text, "harmful", cat, "", f"{lang}-stmt{i}")
+    for i, item in enumerate(src.get("chat") or []):
+        text, answer = (s.strip() for s in item.split(" | ", 1))
+        add(f"{lang}-chat{i}", text, "benign", None, answer, f"{lang}-chat{i}")
+    return rows
+
+
+def build_seed(source_dir: str | Path = SOURCE_DIR, out: str | Path | None = SEED_PATH) -> list[dict]:
+    """Expand every ``<lang>.yaml`` under ``source_dir``; write JSONL to ``out`` (if given)."""
+    paths = sorted(Path(source_dir).glob("*.yaml"))
+    if not paths:
+        raise DataError(f"{source_dir}: no <lang>.yaml source files")
+    rows = [row for p in paths for row in expand(load_source(p))]
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return rows
+
+
+def load_seed(path: str | Path = SEED_PATH) -> list[dict]:
+    """Read seed.jsonl (the file the classifier and the SFT safety recipe both read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: not found (build it with `python -m serve.safety build-seed`)")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n}: not valid JSON: {e}") from e
+            if row.get("label") not in ("harmful", "benign") or not row.get("text"):
+                raise DataError(f"{path}:{n}: needs text and label harmful|benign")
+            rows.append(row)
+    return rows
