@@ -3,6 +3,8 @@
 - ``build-seed``: expand ``data/safety/source/*.yaml`` into ``data/safety/seed.jsonl``.
 - ``train [CONFIG]``: train the built-in classifier and write ``data/safety/hazard_model.npz``;
   with ``--dev_fraction 0.2`` first reports recall/FPR per language on held-out phrase groups.
+- ``train-semantic [CONFIG]``: extract LM features of the seed, pick the layer and threshold on
+  held-out seed groups, and write ``data/safety/semantic_model.npz`` (``serve.safety.semantic_train``).
 - ``check CONFIG TEXT...``: print the verdict for each text (policy from CONFIG).
 """
 
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 
 from crossling.config import add_config_arguments, load_config
 from serve.safety.config import SafetyConfig
+from serve.safety.semantic_train import SemanticTrainConfig
 
 
 @dataclass
@@ -33,7 +36,11 @@ class TrainConfig:
     alpha: float = field(default=1e-5, metadata={"help": "L2 regularisation strength"})
 
 
-CONFIGS: dict[str, type] = {"train": TrainConfig, "check": SafetyConfig}
+CONFIGS: dict[str, type] = {
+    "train": TrainConfig,
+    "train-semantic": SemanticTrainConfig,
+    "check": SafetyConfig,
+}
 
 
 def _dev_report(rows: list[dict], cfg: TrainConfig) -> None:
@@ -84,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="verb", required=True)
     sub.add_parser("build-seed", help="expand data/safety/source/*.yaml into data/safety/seed.jsonl")
     add_config_arguments(sub.add_parser("train", help="train the built-in classifier"), TrainConfig)
+    add_config_arguments(
+        sub.add_parser("train-semantic", help="train the semantic stage's heads"), SemanticTrainConfig
+    )
     p_check = sub.add_parser("check", help="print verdicts for texts")
     p_check.add_argument("config", help="safety policy YAML (configs/safety/default.yaml)")
     p_check.add_argument("texts", nargs="+")
@@ -96,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.verb == "train":
         return _train(load_config(TrainConfig, args.config, rest))
+    if args.verb == "train-semantic":
+        from serve.safety.semantic_train import train_semantic
+
+        train_semantic(load_config(SemanticTrainConfig, args.config, rest))
+        return 0
     from serve.safety.filter import SafetyFilter
 
     safety = SafetyFilter.from_config(args.config, rest)

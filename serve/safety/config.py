@@ -56,6 +56,65 @@ class GuardConfig:
 
 
 @dataclass
+class SemanticConfig:
+    """The optional semantic stage (``serve.safety.semantic``): LM hidden states + a linear head."""
+
+    enabled: bool = field(default=False, metadata={"help": "run the semantic stage (needs the LM on disk)"})
+    model_path: str | None = field(
+        default=None, metadata={"help": "trained heads .npz (default: data/safety/semantic_model.npz)"}
+    )
+    model: str | None = field(
+        default=None,
+        metadata={"help": "LM name/path; must be the one the heads were trained on (default: the head's)"},
+    )
+    layer: int | None = field(
+        default=None, metadata={"help": "hidden layer; must match the trained heads (default: the head's)"}
+    )
+    threshold: float | None = field(
+        default=None,
+        metadata={"help": "semantic harm score mapped onto the policy threshold (default: the one chosen "
+                  "on held-out seed data, stored in the heads file)"},
+    )  # fmt: skip
+    when: Literal["always", "uncertain"] = field(
+        default="always",
+        metadata={"help": "always, or only when the n-gram harm score lies in `band` (saves the LM call)"},
+    )
+    band: list[float] = field(
+        default_factory=lambda: [0.05, 0.5],
+        metadata={"help": "[low, high): n-gram harm scores for which `when: uncertain` runs the stage"},
+    )
+    languages: list[str] = field(
+        default_factory=list,
+        metadata={"help": "run only for texts identified as these languages (empty: all)"},
+    )
+    roles: list[str] = field(
+        default_factory=lambda: ["user"],
+        metadata={"help": "check roles the stage runs for; its heads were trained on requests, not on "
+                  "model output, so `assistant` is off by default"},
+    )  # fmt: skip
+    threads: int = field(
+        default=0, metadata={"help": "torch CPU threads for the LM call (0: torch's default)"}
+    )
+    required: bool = field(
+        default=False,
+        metadata={"help": "true: fail when the LM or heads cannot be loaded; false: log and run without"},
+    )
+
+    def __post_init__(self) -> None:
+        if len(self.band) != 2 or not 0.0 <= self.band[0] <= self.band[1] <= 1.0:
+            raise ValueError(f"semantic.band must be [low, high] with 0 <= low <= high <= 1, got {self.band}")
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"semantic.threshold must be in (0, 1), got {self.threshold}")
+
+    def applies(self, lang: str | None, harm: float, role: str = "user") -> bool:
+        if self.roles and role not in self.roles:
+            return False
+        if self.languages and lang not in self.languages:
+            return False
+        return self.when == "always" or self.band[0] <= harm < self.band[1]
+
+
+@dataclass
 class SafetyConfig:
     """Policy of the multilingual safety filter (see docs/safety.md)."""
 
@@ -75,6 +134,10 @@ class SafetyConfig:
     )
     guards: list[GuardConfig] = field(
         default_factory=list, metadata={"help": "optional plug-in guards run after the built-in classifier"}
+    )
+    semantic: SemanticConfig = field(
+        default_factory=SemanticConfig,
+        metadata={"help": "optional semantic stage between the n-gram classifier and the guards"},
     )
     on_guard_error: Literal["closed", "open"] = field(
         default="closed",

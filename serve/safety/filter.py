@@ -1,4 +1,4 @@
-"""``SafetyFilter``: normalise → identify language → classify → plug-in guards → policy → ``Verdict``.
+"""``SafetyFilter``: normalise → language → classify → [semantic stage] → guards → policy → ``Verdict``.
 
 A plain object with no web code, shared by the server (input check and windowed output check),
 ``/v1/moderations``, the data recipes' checks and ``bench/safety_eval.py``. Thread-safe for reads:
@@ -21,6 +21,7 @@ from serve.safety.guards import Guard, GuardError, build_guards
 from serve.safety.normalize import normalize
 from serve.safety.refusals import refusal_text
 from serve.safety.seed import SEED_PATH
+from serve.safety.semantic import SemanticStage, build_semantic
 from serve.safety.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -39,20 +40,25 @@ class SafetyFilter:
         config: SafetyConfig | None = None,
         classifier: HazardClassifier | None = None,
         guards: list[Guard] | None = None,
+        semantic: SemanticStage | None = None,
     ):
         self.config = config or SafetyConfig()
         self.classifier = classifier or load_or_train(
             self.config.model_path or MODEL_PATH, self.config.seed_path or SEED_PATH
         )
         self.guards = build_guards(self.config.guards, self) if guards is None else guards
+        # None when disabled or when its LM/heads are not available (it is optional)
+        self.semantic = semantic if semantic is not None else build_semantic(self.config.semantic)
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> SafetyFilter:
         return cls(load_config(SafetyConfig, path, overrides))
 
     def warmup(self) -> None:
-        """Load lingua's models now, not on the first request (they take seconds to load)."""
+        """Load lingua's models (and run the semantic LM once) now, not on the first request."""
         langid.detect("warm up the language detector")
+        if self.semantic is not None:  # torch's first CPU forward pass is ~10x slower than later ones
+            self.semantic.raw_score("warm up the semantic stage")
 
     # --- stages ----------------------------------------------------------------------------------
     def windows(self, text: str) -> list[str]:
@@ -107,6 +113,13 @@ class SafetyFilter:
         harm, cats = self.scores(text)
         lang = self.language(text, normalize(text[:1000]))
         notes: list[str] = []
+        sem = self.config.semantic
+        if self.semantic is not None and sem.applies(lang, harm, role):
+            # scores are mapped onto the policy's scale, then merged by max like the guards' scores
+            s_harm, s_cats = self.semantic.score(text, policy_threshold=self.config.threshold)
+            notes.append(f"semantic: harm {s_harm:.3f}")
+            for cat, score in s_cats.items():
+                cats[cat] = max(cats.get(cat, 0.0), score)
         for guard in self.guards:
             if not guard.applies(lang, harm, self.config):
                 continue

@@ -1,0 +1,182 @@
+"""Train the semantic stage's heads: pooled LM features of the seed -> logistic regressions -> ``.npz``.
+
+``crossling safety train-semantic configs/safety/semantic_train.yaml``:
+
+1. Texts: ``frames_per_group`` framings of every seed phrase group (all framings of one phrase are
+   near-duplicates in embedding space, so more of them mostly cost time), plus extra benign text
+   (NTREX *train* sentences, GSM8K train questions; the same sources the n-gram classifier uses).
+2. Features: mean-pooled hidden states of ``layers`` of the LM, extracted once and cached as an
+   ``.npz`` under ``~/.cache/crossling/safety/`` keyed by the texts, model and layers.
+3. Selection, on OUR data only: 20 % of the phrase groups (and of the extra benign text) are held
+   out; for every layer a harm head is fitted on the rest, and the threshold is the one that keeps
+   held-out benign FPR at ``target_fpr``. The layer with the best held-out recall there wins.
+   MultiJail and ``data/safety/benign_eval.source.yaml`` are never read here.
+4. The chosen layer's heads are refitted on everything and written with the threshold, the model
+   name and the layer recorded in the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from serve.safety.classifier import CACHE_DIR, TrainSettings, extra_benign
+from serve.safety.seed import load_seed
+from serve.safety.semantic import Embedder, SemanticModel, save_semantic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SemanticTrainConfig:
+    seed_path: str = field(default="data/safety/seed.jsonl", metadata={"help": "training rows (JSONL)"})
+    out_path: str = field(
+        default="data/safety/semantic_model.npz", metadata={"help": "where to write the trained heads"}
+    )
+    model: str = field(default="gemma3-270m", metadata={"help": "LM whose hidden states are the features"})
+    layers: list[int] = field(
+        default_factory=lambda: [6, 9, 12, 18],
+        metadata={"help": "candidate layers (index into output_hidden_states; 0 = embeddings)"},
+    )
+    max_tokens: int = field(default=32, metadata={"help": "truncate every text to this many tokens"})
+    frames_per_group: int = field(default=1, metadata={"help": "framings kept per seed phrase group"})
+    ntrex_per_language: int = field(default=20, metadata={"help": "NTREX train sentences per language"})
+    gsm8k_questions: int = field(default=40, metadata={"help": "GSM8K train questions (benign)"})
+    dev_fraction: float = field(default=0.2, metadata={"help": "held-out share of groups for selection"})
+    target_fpr: float = field(
+        default=0.05, metadata={"help": "threshold = the score that keeps held-out benign FPR at this"}
+    )
+    C: float = field(default=0.5, metadata={"help": "inverse L2 strength of the logistic regressions"})
+    batch_size: int = field(default=32, metadata={"help": "texts per forward pass during extraction"})
+    seed: int = field(default=0, metadata={"help": "random seed (framings, split)"})
+
+
+def training_texts(cfg: SemanticTrainConfig) -> list[dict]:
+    """Rows {text, lang, label, category, group}: sampled seed framings + extra benign text."""
+    rng = random.Random(cfg.seed)
+    by_group: dict[str, list[dict]] = {}
+    for r in load_seed(cfg.seed_path):
+        by_group.setdefault(r["group"], []).append(r)
+    rows = []
+    for g in sorted(by_group):
+        for r in rng.sample(by_group[g], min(cfg.frames_per_group, len(by_group[g]))):
+            rows.append({"text": r["text"], "lang": r["lang"], "label": r["label"],
+                         "category": r.get("category") or "", "group": g, "source": "seed"})  # fmt: skip
+    extra = extra_benign(TrainSettings(ntrex_per_language=cfg.ntrex_per_language,
+                                       gsm8k_questions=cfg.gsm8k_questions, seed=cfg.seed))  # fmt: skip
+    for i, (text, lang) in enumerate(extra):
+        rows.append({"text": text, "lang": lang, "label": "benign", "category": "",
+                     "group": f"extra-{i}", "source": "extra"})  # fmt: skip
+    return rows
+
+
+def extract(rows: list[dict], cfg: SemanticTrainConfig, cache_dir: Path | None = CACHE_DIR) -> np.ndarray:
+    """(n, len(layers), hidden) float32 features, from the cache when the same texts were embedded."""
+    key = hashlib.sha256(
+        json.dumps([cfg.model, cfg.layers, cfg.max_tokens, [r["text"] for r in rows]]).encode()
+    ).hexdigest()[:16]
+    path = Path(cache_dir) / f"semantic-feats-{key}.npz" if cache_dir else None
+    if path and path.is_file():
+        log.warning("semantic features from cache %s", path)
+        return np.load(path)["feats"].astype(np.float32)
+    emb = Embedder(cfg.model, cfg.layers, cfg.max_tokens)
+    texts = [r["text"] for r in rows]
+    # sorted by length so a batch pads little: padding is most of the cost otherwise
+    order = sorted(range(len(texts)), key=lambda i: len(emb.tokenizer(texts[i])["input_ids"]))
+    feats = np.zeros((len(texts), len(cfg.layers), emb.lm.config.hidden_size), dtype=np.float32)
+    for s in tqdm(range(0, len(order), cfg.batch_size), desc="semantic features", unit="batch"):
+        idx = order[s : s + cfg.batch_size]
+        feats[idx] = emb.embed([texts[i] for i in idx])
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, feats=feats.astype(np.float16))
+    return feats
+
+
+def fit_heads(x: np.ndarray, rows: list[dict], c: float) -> dict:
+    """Standardise, then a balanced binary harm LR and a multinomial category LR (harmful rows)."""
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    z = (x - mean) / scale
+    y = np.array([r["label"] == "harmful" for r in rows])
+    harm = LogisticRegression(C=c, class_weight="balanced", max_iter=2000).fit(z, y)
+    cats = np.array([r["category"] for r in rows])
+    cat = LogisticRegression(C=c, max_iter=2000).fit(z[y], cats[y])
+    return {"mean": mean, "scale": scale, "harm": harm, "cat": cat}
+
+
+def _harm_scores(heads: dict, x: np.ndarray) -> np.ndarray:
+    return heads["harm"].predict_proba((x - heads["mean"]) / heads["scale"])[:, 1]
+
+
+def split(rows: list[dict], cfg: SemanticTrainConfig) -> np.ndarray:
+    """Boolean dev mask: whole phrase groups held out (all framings of a phrase on one side)."""
+    groups = sorted({r["group"] for r in rows})
+    held = set(random.Random(cfg.seed + 1).sample(groups, int(len(groups) * cfg.dev_fraction)))
+    return np.array([r["group"] in held for r in rows])
+
+
+def select(feats: np.ndarray, rows: list[dict], cfg: SemanticTrainConfig) -> tuple[int, float, list[dict]]:
+    """Per layer on the held-out split: the threshold at ``target_fpr`` and the recall there."""
+    dev = split(rows, cfg)
+    y = np.array([r["label"] == "harmful" for r in rows])
+    seed_benign = np.array([r["source"] == "seed" and r["label"] == "benign" for r in rows])
+    report = []
+    for li, layer in enumerate(cfg.layers):
+        heads = fit_heads(feats[~dev, li], [r for r, d in zip(rows, dev, strict=True) if not d], cfg.C)
+        s = _harm_scores(heads, feats[dev, li])
+        yd, lookalike = y[dev], seed_benign[dev]
+        thr = float(np.quantile(s[~yd], 1.0 - cfg.target_fpr))
+        report.append({
+            "layer": layer, "threshold": thr, "recall": float((s[yd] >= thr).mean()),
+            "fpr": float((s[~yd] >= thr).mean()), "fpr_lookalike": float((s[lookalike] >= thr).mean()),
+            "fpr_extra": float((s[~yd & ~lookalike] >= thr).mean()),
+            "recall_at_0.5": float((s[yd] >= 0.5).mean()), "fpr_at_0.5": float((s[~yd] >= 0.5).mean()),
+            "per_lang": {lang: float((s[yd & (langs == lang)] >= thr).mean())
+                         for langs in [np.array([r["lang"] for r in rows])[dev]]
+                         for lang in sorted(set(langs[yd]))},
+        })  # fmt: skip
+    best = max(report, key=lambda r: r["recall"])
+    return best["layer"], best["threshold"], report
+
+
+def train_semantic(cfg: SemanticTrainConfig) -> dict:
+    t0 = time.perf_counter()
+    rows = training_texts(cfg)
+    n_h = sum(r["label"] == "harmful" for r in rows)
+    print(f"semantic: {len(rows)} texts ({n_h} harmful, {len(rows) - n_h} benign), layers {cfg.layers}")
+    feats = extract(rows, cfg)
+    layer, thr, report = select(feats, rows, cfg)
+    print(f"held-out split ({cfg.dev_fraction:.0%} of groups), threshold at benign FPR {cfg.target_fpr:.0%}:")
+    print(f"{'layer':>5} {'thr':>6} {'recall':>7} {'FPR':>6} {'FPR look-alike':>15} {'FPR news/gsm':>13}"
+          f" {'rec@0.5':>8} {'FPR@0.5':>8}")  # fmt: skip
+    for r in report:
+        print(f"{r['layer']:>5} {r['threshold']:>6.3f} {r['recall']:>7.3f} {r['fpr']:>6.3f} "
+              f"{r['fpr_lookalike']:>15.3f} {r['fpr_extra']:>13.3f} {r['recall_at_0.5']:>8.3f} "
+              f"{r['fpr_at_0.5']:>8.3f}")  # fmt: skip
+    best = next(r for r in report if r["layer"] == layer)
+    print("chosen layer", layer, "held-out recall per language:",
+          " ".join(f"{k}={v:.2f}" for k, v in best["per_lang"].items()))  # fmt: skip
+    li = cfg.layers.index(layer)
+    heads = fit_heads(feats[:, li], rows, cfg.C)
+    model = SemanticModel(
+        model=cfg.model, layer=layer, max_tokens=cfg.max_tokens,
+        mean=heads["mean"], scale=heads["scale"],
+        harm_coef=heads["harm"].coef_[0], harm_bias=float(heads["harm"].intercept_[0]),
+        cat_coef=heads["cat"].coef_.T.copy(), cat_bias=heads["cat"].intercept_,
+        categories=[str(c) for c in heads["cat"].classes_], threshold=thr,
+        meta={"selection": report, "n_texts": len(rows), "n_harmful": n_h, "C": cfg.C,
+              "seed_sha256": hashlib.sha256(Path(cfg.seed_path).read_bytes()).hexdigest()[:16]},
+    )  # fmt: skip
+    save_semantic(model, cfg.out_path)
+    print(f"wrote {cfg.out_path} (layer {layer}, threshold {thr:.3f}) in {time.perf_counter() - t0:.0f} s")
+    return {"layer": layer, "threshold": thr, "report": report}
