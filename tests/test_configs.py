@@ -10,7 +10,9 @@ from crossling.cli import AREAS, area_module
 from crossling.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
-YAMLS = sorted((REPO / "configs").rglob("*.yaml"))
+ACCELERATE = REPO / "configs" / "accelerate"
+YAMLS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if ACCELERATE not in p.parents)
+ACCELERATE_YAMLS = sorted(ACCELERATE.glob("*.yaml"))
 
 
 def test_there_are_configs():
@@ -31,3 +33,14 @@ def test_shipped_config_loads(path):
     cls = configs.get(verb) or configs.get("")
     assert cls is not None, f"{path}: {area} has no config for verb {verb!r}"
     load_config(cls, path)
+
+
+@pytest.mark.parametrize("path", ACCELERATE_YAMLS, ids=lambda p: p.name)
+def test_shipped_accelerate_config_loads(path):
+    """accelerate's own format: accelerate must parse it, and its first line launches crossling."""
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith(f"# accelerate launch --config_file {path.relative_to(REPO)} ")
+    config = ClusterConfig.from_yaml_file(path)
+    assert config.num_processes >= 1

@@ -1,0 +1,366 @@
+"""Quality gates: schema, answer, length, exact/near duplicates, decontamination, language ID.
+
+Every row that fails a gate is counted in a :class:`DropReport` under its reason, recipe and
+language (with a few samples), which the build writes to ``drop_report.json`` and prints: nothing is
+dropped silently. Decontamination is *cross-lingual*: the index holds every language version of the
+evaluation items (MGSM test in 11 languages, NTREX test documents in all shipped languages,
+MultiJail in 10), so a training text that is a translation of an eval item hits the version in its
+own language; a math problem translated into a language the index lacks is still caught by its
+sequence of numbers (``number_signature``).
+
+Not here: building rows (recipes) or choosing among them (``data_recipes.mixing``).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import unicodedata
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_recipes import sources
+from data_recipes.schema import row_text, validate_row
+
+MULTIJAIL_CSV = "/work/shared/eval/multijail_dev.csv"
+
+
+@dataclass
+class GateConfig:
+    schema: bool = field(default=True, metadata={"help": "Check every row against the SFT schema."})
+    answer_check: bool = field(default=True, metadata={"help": "Math rows must end in the problem's answer."})
+    min_chars: int = field(default=2, metadata={"help": "Drop rows whose assistant reply is shorter."})
+    max_chars: int = field(
+        default=1600, metadata={"help": "Drop rows whose whole text is longer (keeps SFT short)."}
+    )
+    langid: bool = field(
+        default=True, metadata={"help": "Language-ID every text against its declared language."}
+    )
+    exact_dedup: bool = field(default=True, metadata={"help": "Drop exact duplicates (normalized text)."})
+    near_dedup_threshold: float = field(
+        default=0.85,
+        metadata={"help": "Drop rows whose MinHash Jaccard with a kept row reaches this; 1 = off."},
+    )
+    decontaminate: bool = field(default=True, metadata={"help": "Drop rows that overlap an evaluation item."})
+    ngram_words: int = field(default=8, metadata={"help": "Word n-gram size for decontamination."})
+    min_overlap: float = field(
+        default=0.3,
+        metadata={"help": "Share of an eval item's n-grams a text must contain to count as a hit."},
+    )
+    ngram_chars: int = field(default=12, metadata={"help": "Character n-gram size for CJK/Thai text."})
+    number_signature: int = field(
+        default=4,
+        metadata={
+            "help": "Also match math eval items by their ordered numbers if they have ≥ this many; 0 = off."
+        },
+    )
+    multijail_csv: str = field(
+        default=MULTIJAIL_CSV,
+        metadata={"help": "MultiJail CSV, read only to decontaminate (skipped if absent)."},
+    )
+
+
+class DropReport:
+    """Counts per reason × recipe × language, plus a few samples per reason."""
+
+    def __init__(self, samples_per_reason: int = 3) -> None:
+        self.counts: dict[str, dict[str, dict[str, int]]] = defaultdict(
+            lambda: defaultdict(lambda: defaultdict(int))
+        )
+        self.samples: dict[str, list[dict]] = defaultdict(list)
+        self.k = samples_per_reason
+        self.notes: list[str] = []
+
+    def add(self, reason: str, row: dict, detail: str = "") -> None:
+        recipe, lang = str(row.get("recipe", "?")), str(row.get("lang", "?"))
+        self.counts[reason][recipe][lang] += 1
+        if len(self.samples[reason]) < self.k:
+            self.samples[reason].append(
+                {"source": row.get("source"), "recipe": recipe, "lang": lang, "detail": detail[:300]}
+            )
+
+    def total(self, reason: str | None = None) -> int:
+        reasons = [reason] if reason else list(self.counts)
+        return sum(n for r in reasons for per in self.counts.get(r, {}).values() for n in per.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total_dropped": self.total(),
+            "by_reason": {r: self.total(r) for r in sorted(self.counts)},
+            "by_reason_recipe_lang": {
+                r: {k: dict(v) for k, v in per.items()} for r, per in sorted(self.counts.items())
+            },
+            "samples": dict(self.samples),
+            "notes": self.notes,
+        }
+
+    def to_text(self) -> str:
+        if not self.counts:
+            return "drop report: nothing dropped"
+        lines = [f"drop report: {self.total()} rows dropped"]
+        for reason in sorted(self.counts):
+            lines.append(f"  {reason}: {self.total(reason)}")
+            for recipe, per in sorted(self.counts[reason].items()):
+                langs = ", ".join(f"{lang}={n}" for lang, n in sorted(per.items()))
+                lines.append(f"    {recipe}: {langs}")
+        return "\n".join(lines + [f"  note: {n}" for n in self.notes])
+
+
+# --- text normalization + n-grams ---------------------------------------------------------------------
+
+
+# Han, kana, Thai: scripts written without spaces between words (a regex is ~50x faster than naming
+# every character with unicodedata, and this runs on every text the gates see).
+_NO_SPACE_CHARS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u0e00-\u0e7f]")
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+def _no_space(text: str) -> bool:
+    """True when most letters of ``text`` are in a script written without spaces."""
+    return len(_NO_SPACE_CHARS.findall(text)) * 2 > len(_LETTER.findall(text))
+
+
+def normalize(text: str) -> str:
+    """Lowercase, punctuation/symbols → space, whitespace collapsed.
+
+    Not ``\\w+``: Python's ``\\w`` excludes combining vowel signs, which would cut Bengali or Hindi
+    words into fragments (and fragments make spurious n-gram hits).
+    """
+    text = unicodedata.normalize("NFKC", text).lower()
+    return " ".join("".join(" " if unicodedata.category(ch)[0] in "PSZC" else ch for ch in text).split())
+
+
+def tokens(text: str) -> list[str]:
+    """Words, or characters for scripts written without spaces."""
+    norm = normalize(text)
+    return list(norm.replace(" ", "")) if _no_space(text) else norm.split()
+
+
+def _hash(parts: list[str]) -> int:
+    """Fast 64-bit hash, stable across processes (crc32 ⊕ adler32 run in C; blake2b was the bottleneck)."""
+    raw = "\x1f".join(parts).encode("utf-8")
+    return (zlib.crc32(raw) << 32) | zlib.adler32(raw)
+
+
+def ngrams(toks: list[str], n: int) -> Iterator[int]:
+    for i in range(len(toks) - n + 1):
+        yield _hash(toks[i : i + n])
+
+
+def number_tuple(text: str) -> tuple[str, ...]:
+    return tuple(sources.normalize_number(m) for m in re.findall(r"\d[\d,]*(?:\.\d+)?", text))
+
+
+# --- decontamination index -----------------------------------------------------------------------------
+
+
+class EvalIndex:
+    """N-grams (and number signatures) of every language version of every evaluation item."""
+
+    def __init__(self, cfg: GateConfig, items: Iterable[tuple[str, str, str]] | None = None) -> None:
+        self.cfg = cfg
+        self.grams: dict[int, str] = {}
+        self.short: dict[int, set[int]] = defaultdict(set)  # whole short items, by length
+        self.numbers: dict[tuple[str, ...], str] = {}
+        self.item_grams: dict[str, int] = {}  # n-grams per item: overlap is measured against it
+        self.n_items = 0
+        for item_id, text, kind in items if items is not None else eval_items(cfg):
+            self.add(item_id, text, kind)
+
+    def _tokens(self, text: str) -> tuple[list[str], int]:
+        """Tokens and the n-gram size that goes with them (characters for CJK/Thai, else words)."""
+        norm = normalize(text)
+        if _no_space(text):
+            return list(norm.replace(" ", "")), self.cfg.ngram_chars
+        return norm.split(), self.cfg.ngram_words
+
+    def add(self, item_id: str, text: str, kind: str = "text") -> None:
+        toks, n = self._tokens(text)
+        self.n_items += 1
+        if len(toks) >= n:
+            grams = set(ngrams(toks, n))
+            self.item_grams[item_id] = len(grams)
+            for g in grams:
+                self.grams.setdefault(g, item_id)
+        elif len(toks) >= max(4, n // 2):
+            self.short[len(toks)].add(_hash(toks))
+            self.grams.setdefault(_hash(toks), item_id)
+        nums = number_tuple(text)
+        if kind == "math" and self.cfg.number_signature and len(nums) >= self.cfg.number_signature:
+            self.numbers.setdefault(nums, item_id)
+
+    def hit(self, text: str) -> str | None:
+        """The id of an eval item ``text`` overlaps, or ``None``."""
+        toks, n = self._tokens(text)
+        # A hit needs a real share of one item's n-grams, not one stock phrase ("what was the
+        # original price of the") that math problems or news share by chance.
+        counts: dict[str, int] = defaultdict(int)
+        for g in set(ngrams(toks, n)):
+            if (item := self.grams.get(g)) is not None and item in self.item_grams:
+                counts[item] += 1
+        for item, c in counts.items():
+            if c >= max(1, self.cfg.min_overlap * self.item_grams[item]):
+                return item
+        for length, hashes in self.short.items():
+            for g in ngrams(toks, length):
+                if g in hashes:
+                    return self.grams[g]
+        if self.numbers:
+            nums = number_tuple(text)
+            if nums in self.numbers:
+                return self.numbers[nums] + " (numbers)"
+        return None
+
+
+@lru_cache(maxsize=2)
+def _index_for(
+    ngram_words: int, ngram_chars: int, min_overlap: float, number_signature: int, multijail_csv: str
+) -> EvalIndex:
+    cfg = GateConfig(
+        ngram_words=ngram_words,
+        ngram_chars=ngram_chars,
+        min_overlap=min_overlap,
+        number_signature=number_signature,
+        multijail_csv=multijail_csv,
+    )
+    return EvalIndex(cfg)
+
+
+def shared_index(cfg: GateConfig) -> EvalIndex:
+    """The eval index for ``cfg``'s n-gram settings, built once per process (read-only after)."""
+    return _index_for(
+        cfg.ngram_words, cfg.ngram_chars, cfg.min_overlap, cfg.number_signature, cfg.multijail_csv
+    )
+
+
+def eval_items(cfg: GateConfig) -> Iterator[tuple[str, str, str]]:
+    """(id, text, kind) of every language version of the evaluation sets crossling reports on."""
+    for lang in sources.MGSM_LANGUAGES:
+        for p in sources.mgsm_problems(lang):
+            yield f"{p['id']}:{lang}", p["question"], "math"
+    for lang in sources.ntrex_languages():
+        lines = sources.ntrex_sentences(lang)
+        for i in sources.ntrex_line_ids("test"):
+            yield f"ntrex-test-{i}:{lang}", lines[i], "text"
+    path = Path(cfg.multijail_csv)
+    if path.is_file():
+        with path.open(encoding="utf-8", newline="") as f:
+            for rec in csv.DictReader(f):
+                for col, text in rec.items():
+                    if col not in ("id", "source", "tags") and text:
+                        yield f"multijail-{rec['id']}:{col}", text, "text"
+
+
+# --- near-duplicates (MinHash + LSH) ----------------------------------------------------------------
+
+
+class NearDuplicates:
+    """MinHash signatures (64 permutations) with LSH banding (16 × 4): O(1) expected per row."""
+
+    # Mersenne prime 2^31-1: a·x stays below 2^62 (no uint64 overflow) and the modulus really wraps,
+    # which a prime far above a·x would not (then a small x would win every permutation).
+    PRIME = np.uint64((1 << 31) - 1)
+
+    def __init__(self, threshold: float, num_perm: int = 64, bands: int = 16, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.a = rng.integers(1, (1 << 31) - 1, num_perm, dtype=np.uint64)
+        self.b = rng.integers(0, (1 << 31) - 1, num_perm, dtype=np.uint64)
+        self.threshold, self.bands, self.rows = threshold, bands, num_perm // bands
+        self.buckets: list[dict[bytes, list[int]]] = [dict() for _ in range(bands)]
+        self.signatures: list[np.ndarray] = []
+
+    def signature(self, text: str) -> np.ndarray:
+        toks = tokens(text)
+        n = 5 if len(toks) >= 5 else max(1, len(toks))
+        shingles = np.fromiter((g % ((1 << 31) - 1) for g in ngrams(toks, n)), dtype=np.uint64)
+        if shingles.size == 0:
+            shingles = np.zeros(1, dtype=np.uint64)
+        return ((np.outer(shingles, self.a) + self.b) % self.PRIME).min(axis=0)
+
+    def seen(self, text: str) -> bool:
+        """True if ``text`` nearly duplicates an earlier one; otherwise remember it."""
+        sig = self.signature(text)
+        keys = [sig[i * self.rows : (i + 1) * self.rows].tobytes() for i in range(self.bands)]
+        candidates = {j for band, key in enumerate(keys) for j in self.buckets[band].get(key, ())}
+        for j in candidates:
+            if np.mean(self.signatures[j] == sig) >= self.threshold:
+                return True
+        idx = len(self.signatures)
+        self.signatures.append(sig)
+        for band, key in enumerate(keys):
+            self.buckets[band].setdefault(key, []).append(idx)
+        return False
+
+
+# --- the gates ---------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=200_000)
+def _is_language(text: str, lang: str) -> bool:
+    from crossling.langid import is_language
+
+    return is_language(text, lang)
+
+
+def check_answer(row: dict) -> str | None:
+    want = row.get("_answer")
+    if want is None:
+        return None
+    got = sources.last_number(row["messages"][-1]["content"])
+    return None if got == want else f"final number {got!r}, expected {want!r}"
+
+
+class Gates:
+    """Stateful gates (dedup memory, eval index) applied row by row in a fixed order."""
+
+    def __init__(self, cfg: GateConfig, report: DropReport, index: EvalIndex | None = None) -> None:
+        self.cfg, self.report = cfg, report
+        self.exact: set[int] = set()
+        self.near = NearDuplicates(cfg.near_dedup_threshold) if cfg.near_dedup_threshold < 1 else None
+        self.index = index if index is not None or not cfg.decontaminate else shared_index(cfg)
+
+    def reason(self, row: dict) -> tuple[str, str] | None:
+        """(reason, detail) for the first gate ``row`` fails, or ``None`` if it passes all."""
+        cfg = self.cfg
+        if cfg.schema and (why := validate_row(row)):
+            return "malformed", why
+        if cfg.answer_check and (why := check_answer(row)):
+            return "answer_mismatch", why
+        text = row_text(row)
+        reply = row["messages"][-1]["content"].strip()
+        if len(reply) < cfg.min_chars:
+            return "too_short", f"{len(reply)} chars"
+        if len(text) > cfg.max_chars:
+            return "too_long", f"{len(text)} chars"
+        if cfg.exact_dedup:
+            key = _hash([normalize(text)])
+            if key in self.exact:
+                return "exact_duplicate", ""
+        if self.index is not None:
+            for chunk, _ in row.get("_checks") or [(text, None)]:
+                if hit := self.index.hit(chunk):
+                    return "contaminated", hit
+        if cfg.langid:
+            for chunk, lang in row.get("_checks", []):
+                if lang and not _is_language(chunk, lang):
+                    return "wrong_language", f"not {lang}: {chunk[:80]!r}"
+        if self.near is not None and self.near.seen(f"{row.get('lang')}\n{text}"):
+            return "near_duplicate", ""
+        if cfg.exact_dedup:
+            self.exact.add(_hash([normalize(text)]))
+        return None
+
+    def filter(self, rows: Iterable[dict]) -> Iterator[dict]:
+        for row in rows:
+            failed = self.reason(row)
+            if failed is None:
+                yield row
+            else:
+                self.report.add(failed[0], row, failed[1])

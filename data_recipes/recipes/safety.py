@@ -1,0 +1,123 @@
+"""safety (Self-Defence, Deng et al. 2023): harmful requests → refusals in the user's language;
+benign look-alikes → helpful answers.
+
+Reads the seed prompts written for crossling (contract 4: ``data/safety/seed.jsonl`` rows
+``{"text", "lang", "label": "harmful"|"benign", "category", "response"}``). Refusals come from
+``serve.safety.refusals.refusal_text(lang, category)`` so the served filter and the tuned model say
+the same thing. The unsafe:benign ratio is set by ``harmful_fraction`` (the paper found ~3:7 keeps the
+model useful). Never reads MultiJail: that set is evaluation-only.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crossling.errors import DataError
+from data_recipes.schema import sft_row
+
+RECIPE = "safety"
+DEFAULT_SEED = "data/safety/seed.jsonl"
+
+
+@dataclass
+class SafetyConfig:
+    enabled: bool = field(default=True, metadata={"help": "Build this recipe."})
+    seed_file: str = field(default=DEFAULT_SEED, metadata={"help": "Seed prompts (contract 4 schema)."})
+    harmful_fraction: float = field(
+        default=0.3, metadata={"help": "Share of harmful→refusal rows among safety rows (paper: ~0.3)."}
+    )
+    required: bool = field(
+        default=False,
+        metadata={"help": "Fail when seed_file is missing (false: build without safety rows and say so)."},
+    )
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.harmful_fraction < 1.0:
+            raise ValueError("harmful_fraction must be in (0, 1)")
+
+
+def default_refusal() -> Callable[[str, str | None], str]:
+    """``serve.safety.refusals.refusal_text`` (the server's own refusals)."""
+    try:
+        from serve.safety.refusals import refusal_text
+    except ImportError as e:  # the safety area is not installed: refusals cannot be made up here
+        raise DataError(f"safety recipe needs serve.safety.refusals.refusal_text ({e})") from e
+    return refusal_text
+
+
+def read_seed(path: str | Path, lenient: bool = False, quarantine: list | None = None) -> list[dict]:
+    from data_recipes.loaders import read_records
+
+    return read_records(
+        path,
+        required=("text", "lang", "label"),
+        check=_check_seed_row,
+        lenient=lenient,
+        quarantine=quarantine,
+    )
+
+
+def _check_seed_row(rec: dict) -> str | None:
+    if rec["label"] not in ("harmful", "benign"):
+        return f"label must be 'harmful' or 'benign', got {rec['label']!r}"
+    if rec["label"] == "harmful" and not rec.get("category"):
+        return "harmful rows need a 'category'"
+    if rec["label"] == "benign" and not str(rec.get("response") or "").strip():
+        return "benign rows need a non-empty 'response'"
+    return None
+
+
+def build(
+    cfg: SafetyConfig,
+    langs: list[str],
+    seed: int = 0,
+    refusal: Callable[[str, str | None], str] | None = None,
+    seed_rows: list[dict] | None = None,
+) -> list[dict]:
+    """Refusal and helpful rows for the seed prompts in ``langs``, at ``harmful_fraction``.
+
+    Every benign row is kept; harmful rows are subsampled (or benign ones, if harmful are scarce) to
+    reach the ratio, so the ratio holds in every language that has both kinds.
+    """
+    rows_in = seed_rows if seed_rows is not None else read_seed(cfg.seed_file)
+    refusal = refusal or default_refusal()
+    out = []
+    for lang in langs:
+        rng = random.Random(f"{RECIPE}-{seed}-{lang}")  # per language: adding seeds in one changes no other
+        harmful = [r for r in rows_in if r["lang"] == lang and r["label"] == "harmful"]
+        benign = [r for r in rows_in if r["lang"] == lang and r["label"] == "benign"]
+        harmful, benign = _balance(harmful, benign, cfg.harmful_fraction, rng)
+        for r in harmful:
+            text = refusal(lang, r["category"])
+            out.append(_row(r, text, lang, "refusal"))
+        for r in benign:
+            out.append(_row(r, str(r["response"]).strip(), lang, "helpful"))
+    return out
+
+
+def _balance(harmful: list, benign: list, frac: float, rng: random.Random) -> tuple[list, list]:
+    if not harmful or not benign:
+        return harmful, benign
+    want_harmful = round(len(benign) * frac / (1 - frac))
+    if want_harmful <= len(harmful):
+        return rng.sample(harmful, want_harmful), benign
+    want_benign = round(len(harmful) * (1 - frac) / frac)
+    return harmful, rng.sample(benign, min(want_benign, len(benign)))
+
+
+def _row(r: dict, answer: str, lang: str, kind: str) -> dict:
+    source = f"safety-seed:{r.get('id') or r.get('_line', '?')}:{kind}"
+    row = sft_row(
+        r["text"],
+        answer,
+        recipe=RECIPE,
+        lang=lang,
+        source=source,
+        group=r.get("group"),  # the frames of one seed phrase stay in one split
+        checks=[(r["text"], lang), (answer, lang)],
+    )
+    row["_safety"] = {"label": r["label"], "category": r.get("category")}
+    return row
