@@ -1,0 +1,260 @@
+"""The shipped preference pairs: one construction, applied the same way in every language.
+
+For a language L the pairs are (TRL's conversational pairwise format, contract 3)
+``{"prompt": messages, "chosen": messages, "rejected": messages, "lang": L, "kind", "source", "split"}``:
+
+- translation (NTREX, document splits from ``data_recipes.sources``): the request "translate this
+  into L" (phrased with the data_recipes templates, in L), chosen = the human reference in L,
+  rejected = one of ``wrong_language`` (the untranslated source: the commonest failure of small
+  models), ``truncated`` (the first 30-60 % of the reference), ``mismatched`` (the reference of another
+  sentence: fluent, right language, wrong content) or ``shuffled`` (the reference's words shuffled).
+  The kinds rotate by row, so every language gets the same mix.
+- safety (``data/safety/seed.jsonl`` + ``serve.safety.refusals``, when both exist): a benign request
+  → its helpful answer over a refusal (over-refusal is a failure); a harmful request → a refusal in L
+  over the same refusal in another language.
+
+The text to translate is in ``pivot_lang`` (English), or German for pairs whose answer is English.
+Because rejected answers are built, not sampled, per-language RM accuracy measures the same skills in
+every language — which is what the transfer report compares. Not here: training (``align.reward``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from align.config import PreferenceDataConfig
+from crossling.errors import DataError
+
+KINDS = ("wrong_language", "truncated", "mismatched", "shuffled")
+SPLITS = ("train", "dev", "test")
+
+
+# --- pure constructions (unit-tested on hand-written inputs) ----------------------------------------
+
+
+def truncate(text: str, rng: random.Random) -> str:
+    """The first 30-60 % of ``text``, cut at a word boundary when the script has spaces."""
+    keep = max(1, int(len(text) * rng.uniform(0.3, 0.6)))
+    cut = text[:keep]
+    if " " in cut.strip():
+        cut = cut[: cut.rstrip().rfind(" ")]
+    return cut.strip() or text[:keep]
+
+
+def shuffle_words(text: str, rng: random.Random) -> str:
+    """Words (or, for scripts without spaces, 2-character chunks) in a different order."""
+    parts = text.split() if " " in text.strip() else [text[i : i + 2] for i in range(0, len(text), 2)]
+    if len(parts) < 2:
+        return text[::-1]
+    for _ in range(5):
+        shuffled = parts[:]
+        rng.shuffle(shuffled)
+        if shuffled != parts:
+            break
+    return (" " if " " in text.strip() else "").join(shuffled)
+
+
+def rejected_for(
+    kind: str, *, source_text: str, reference: str, other_reference: str, rng: random.Random
+) -> str:
+    if kind == "wrong_language":
+        return source_text
+    if kind == "truncated":
+        return truncate(reference, rng)
+    if kind == "mismatched":
+        return other_reference
+    if kind == "shuffled":
+        return shuffle_words(reference, rng)
+    raise ValueError(f"unknown rejection kind {kind!r}; known: {', '.join(KINDS)}")
+
+
+def pair(prompt: str, chosen: str, rejected: str, *, lang: str, kind: str, source: str, split: str) -> dict:
+    return {
+        "prompt": [{"role": "user", "content": prompt}],
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+        "lang": lang,
+        "kind": kind,
+        "source": source,
+        "split": split,
+    }
+
+
+def translation_pairs(rows: list[dict], lang: str, split: str, seed: int = 0) -> list[dict]:
+    """Pairs for NTREX rows ``{"id", "src_lang", "tgt_lang", "src", "tgt"}`` whose target is ``lang``."""
+    from data_recipes.recipes.translation_following import translation_prompt
+
+    rng = random.Random(f"align-pref-{lang}-{split}-{seed}")
+    out = []
+    for i, row in enumerate(rows):
+        kind = KINDS[i % len(KINDS)]
+        other = (
+            rows[(i + 1 + rng.randrange(max(1, len(rows) - 1))) % len(rows)]["tgt"] if len(rows) > 1 else ""
+        )
+        if kind == "mismatched" and (not other or other == row["tgt"]):
+            kind = "truncated"
+        rejected = rejected_for(
+            kind, source_text=row["src"], reference=row["tgt"], other_reference=other, rng=rng
+        )
+        if rejected.strip() == row["tgt"].strip():
+            continue  # a one-word reference cannot be corrupted; such a pair would teach nothing
+        prompt = translation_prompt(row["src"], row["src_lang"], lang, lang, rng)
+        out.append(
+            pair(prompt, row["tgt"], rejected, lang=lang, kind=kind, source=f"ntrex:{row['id']}", split=split)
+        )
+    return out
+
+
+def safety_pairs(seed_rows: list[dict], refusal, lang: str) -> list[dict]:
+    """benign → helpful answer > refusal; harmful → refusal in ``lang`` > refusal in another language."""
+    out = []
+    for row in seed_rows:
+        if row["lang"] != lang:
+            continue
+        split = _hash_split(row["text"])
+        source = f"safety_seed:{row.get('_line', '?')}"
+        if row["label"] == "benign":
+            chosen, rejected, kind = row["response"], refusal(lang, None), "over_refusal"
+        else:
+            other = "de" if lang == "en" else "en"
+            chosen, rejected, kind = (
+                refusal(lang, row.get("category")),
+                refusal(other, row.get("category")),
+                "refusal_language",
+            )
+        out.append(pair(row["text"], chosen, rejected, lang=lang, kind=kind, source=source, split=split))
+    return out
+
+
+def _hash_split(text: str) -> str:
+    """A fixed split for rows with no document: 80/10/10 by a stable hash of the text."""
+    import hashlib
+
+    bucket = int(hashlib.sha256(text.encode("utf-8")).hexdigest(), 16) % 10
+    return "test" if bucket == 0 else "dev" if bucket == 1 else "train"
+
+
+# --- building the shipped set ----------------------------------------------------------------------
+
+
+def pivot_for(lang: str, pivot: str) -> str:
+    return "de" if lang == pivot else pivot
+
+
+def build(cfg: PreferenceDataConfig) -> dict[str, list[dict]]:
+    """All pairs by split, capped per language and split (sampled, not the first N: documents vary)."""
+    from data_recipes import sources
+
+    by_split: dict[str, list[dict]] = defaultdict(list)
+    seed_rows, refusal = _safety_inputs(cfg.safety_seed)
+    for lang in tqdm(cfg.languages, desc="preference pairs", unit="lang"):
+        for split in SPLITS:
+            rows = [
+                r
+                for r in sources.ntrex_pairs(pivot_for(lang, cfg.pivot_lang), lang, split)
+                if _short(r, cfg.max_chars)
+            ]
+            rng = random.Random(f"{lang}-{split}-{cfg.seed}")
+            rng.shuffle(rows)
+            pairs = translation_pairs(rows, lang, split, cfg.seed)
+            if refusal is not None:
+                pairs += [p for p in safety_pairs(seed_rows, refusal, lang) if p["split"] == split]
+                rng.shuffle(pairs)
+            if cfg.max_pairs_per_language:
+                pairs = pairs[: cfg.max_pairs_per_language]
+            by_split[split].extend(pairs)
+    return dict(by_split)
+
+
+def _short(row: dict, max_chars: int) -> bool:
+    return len(row["src"]) <= max_chars and len(row["tgt"]) <= max_chars
+
+
+def _safety_inputs(path: str):
+    """(seed rows, refusal_text) when the safety area has shipped both, else ([], None)."""
+    if not Path(path).is_file():
+        return [], None
+    try:
+        from serve.safety.refusals import refusal_text
+    except ImportError:
+        return [], None
+    from data_recipes.recipes.safety import read_seed
+
+    return read_seed(path), refusal_text
+
+
+def write(pairs_by_split: dict[str, list[dict]], output_dir: str | Path, cfg: PreferenceDataConfig) -> Path:
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, dict[str, int]] = {}
+    for split, rows in pairs_by_split.items():
+        with (out / f"{split}.jsonl").open("w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        for row in rows:
+            counts.setdefault(split, {}).setdefault(row["lang"], 0)
+            counts[split][row["lang"]] += 1
+    (out / "summary.json").write_text(
+        json.dumps({"counts": counts, "kinds": list(KINDS), "pivot_lang": cfg.pivot_lang}, indent=2)
+    )
+    return out
+
+
+def ensure_built(folder: str | Path, languages: list[str]) -> Path:
+    """The shipped pairs folder, built on first use with the default construction."""
+    folder = Path(folder)
+    if not (folder / "train.jsonl").is_file():
+        cfg = PreferenceDataConfig(output_dir=str(folder), languages=sorted(set(languages)))
+        write(build(cfg), folder, cfg)
+    return folder
+
+
+# --- reading any pairwise file ----------------------------------------------------------------------
+
+
+def _check_pairwise(rec: dict) -> str | None:
+    for key in ("chosen", "rejected"):
+        value = rec[key]
+        if isinstance(value, list):
+            if not all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
+                return f"field {key!r}: expected a list of {{role, content}} messages"
+        elif not isinstance(value, str):
+            return f"field {key!r}: expected a string or a list of messages"
+    return None
+
+
+def load_pairs(path: str | Path, default_lang: str | None = None) -> list[dict]:
+    """Pairwise preferences from JSONL/JSON/Parquet (or ``hf:NAME:SPLIT``), validated row by row.
+
+    Rows need ``chosen`` and ``rejected`` (``prompt`` optional: TRL's implicit-prompt format); ``lang``
+    defaults to ``default_lang``. A bad row is an error naming the file and line.
+    """
+    from data_recipes.loaders import read_records
+
+    rows = read_records(path, required=("chosen", "rejected"), check=_check_pairwise)
+    if not rows:
+        raise DataError(f"{path}: no preference pairs")
+    for row in rows:
+        row.setdefault("lang", default_lang)
+        if row["lang"] is None:
+            raise DataError(f"{path}:{row['_line']}: no 'lang' field (set it, or set source_lang)")
+    return rows
+
+
+def per_language(rows: list[dict], languages: list[str], limit: int, seed: int = 0) -> dict[str, list[dict]]:
+    """Up to ``limit`` rows per language, in a seeded order (all rows when ``limit`` is 0)."""
+    grouped: dict[str, list[dict]] = {lang: [] for lang in languages}
+    for row in rows:
+        if row["lang"] in grouped:
+            grouped[row["lang"]].append(row)
+    rng = random.Random(seed)
+    for lang, items in grouped.items():
+        rng.shuffle(items)
+        if limit:
+            grouped[lang] = items[:limit]
+    return grouped

@@ -1,0 +1,131 @@
+"""The DPO and KTO recipes (``crossling align dpo|kto CONFIG``): reward-transfer data, then TRL.
+
+``data() → setup() → train()``:
+1. ``data``: target-language prompts (NTREX train documents by default) → ``n`` samples each from the
+   SFT policy → scores from the reward model trained in the source language (``scored.jsonl``,
+   reused on rerun) → DPO pairs (best vs worst, ``min_margin``) or KTO labels (threshold/quantiles),
+   written to ``pairs.jsonl`` / ``kto.jsonl`` in the run folder.
+2. ``setup``: the SFT adapter continues training under QLoRA; TRL copies it into a frozen ``ref``
+   adapter that serves as the reference (see ``align.training``). TRL field names throughout (``beta``, ``loss_type``,
+   ``max_length``, ``precompute_ref_log_probs``).
+3. ``train``: TRL ``DPOTrainer`` / ``KTOTrainer``; metrics.jsonl, TensorBoard, atomic checkpoints,
+   ``adapter/``, ``loss.png`` and ``summary.json`` like sft.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from align import scoring, training
+from align.config import DPORunConfig, KTORunConfig
+from crossling.errors import DataError
+
+
+class PreferenceRecipe:
+    def __init__(self, config: DPORunConfig | KTORunConfig, method: str, command: str | None = None):
+        if method not in ("dpo", "kto"):
+            raise ValueError(f"method must be dpo or kto, got {method!r}")
+        self.config, self.method, self.command = config, method, command
+        self.run_dir = Path(config.output_dir)
+        self.trainer = None
+        self.rows: list[dict] = []
+        self.summary: dict = {"method": method, "target_languages": config.target_languages}
+
+    def data(self, scorer=None) -> list[dict]:
+        cfg = self.config
+        training.check_adapter(
+            cfg.adapter, "adapter", "Train it first (`make train-sft`) or set adapter: null."
+        )
+        if scorer is None:
+            from align.reward import reward_model_parts
+
+            reward_model_parts(cfg.reward_model)  # fail before sampling (minutes), not after
+        self.run_dir = training.start_run(cfg, self.command)
+        t0 = time.time()
+        prompts = scoring.target_prompts(
+            cfg.prompts, cfg.target_languages, cfg.prompts_per_language, "train", cfg.seed
+        )
+        scored = scoring.sample_and_score(prompts, cfg, self.run_dir / "scored.jsonl", scorer=scorer)
+        self.summary["sample_and_score_seconds"] = round(time.time() - t0, 1)
+        if self.method == "dpo":
+            self.rows, stats = scoring.dpo_pairs(scored, cfg.min_margin)
+            scoring.write_jsonl(self.rows, self.run_dir / "pairs.jsonl")
+            if not self.rows:
+                raise DataError(
+                    f"no DPO pair reached min_margin={cfg.min_margin} ({stats}); lower min_margin or raise n"
+                )
+        else:
+            self.rows, stats = scoring.kto_examples(
+                scored, cfg.threshold, cfg.desirable_quantile, cfg.undesirable_quantile
+            )
+            scoring.write_jsonl(self.rows, self.run_dir / "kto.jsonl")
+            if stats["desirable"] == 0 or stats["undesirable"] == 0:
+                raise DataError(
+                    f"KTO needs desirable and undesirable examples, got {stats}; adjust threshold"
+                )
+        self.summary["data"] = stats
+        training.say(f"{self.method} data: " + ", ".join(f"{k} {v}" for k, v in stats.items() if k != "cuts"))
+        return self.rows
+
+    def trl_args(self):
+        cfg = self.config
+        common = training.training_arguments(cfg, self.run_dir)
+        if self.method == "dpo":
+            from trl import DPOConfig
+
+            return DPOConfig(
+                **common,
+                beta=cfg.beta,
+                loss_type=cfg.loss_type,
+                precompute_ref_log_probs=cfg.precompute_ref_log_probs,
+            )
+        from trl import KTOConfig
+
+        return KTOConfig(
+            **common,
+            beta=cfg.beta,
+            loss_type=cfg.loss_type,
+            desirable_weight=cfg.desirable_weight,
+            undesirable_weight=cfg.undesirable_weight,
+            precompute_ref_log_probs=cfg.precompute_ref_log_probs,
+        )
+
+    def setup(self) -> None:
+        import datasets
+
+        from sft.runs import AtomicCheckpointMixin
+
+        if not self.rows:
+            raise DataError("no training rows: call data() first")
+        keys = ["prompt", "chosen", "rejected"] if self.method == "dpo" else ["prompt", "completion", "label"]
+        train_ds = datasets.Dataset.from_list([{k: r[k] for k in keys} for r in self.rows])
+        t0 = time.time()
+        model, tokenizer = training.load_policy(self.config)
+        training.say(f"loaded policy {self.config.adapter or self.config.model} in {time.time() - t0:.1f}s")
+        if self.method == "dpo":
+            from trl import DPOTrainer as Base
+        else:
+            from trl import KTOTrainer as Base
+
+        class Trainer(AtomicCheckpointMixin, Base):
+            pass
+
+        self.trainer = Trainer(
+            model=model, args=self.trl_args(), train_dataset=train_ds, processing_class=tokenizer
+        )
+        training.fp32_trainable(self.trainer.model)
+        training.add_callbacks(self.trainer, self.run_dir, self.config.report_to)
+
+    def train(self) -> Path:
+        cfg = self.config
+        title = f"{self.method.upper()} on {cfg.adapter or cfg.model} ({', '.join(cfg.target_languages)})"
+        return training.train_and_save(self.trainer, self.run_dir, title, self.summary)
+
+
+def run(config: DPORunConfig | KTORunConfig, method: str, command: str | None = None) -> dict:
+    recipe = PreferenceRecipe(config, method, command)
+    recipe.data()
+    recipe.setup()
+    recipe.train()
+    return recipe.summary

@@ -1,0 +1,270 @@
+"""Sample the SFT policy, score the samples with the transferred reward model, turn scores into data.
+
+- ``target_prompts``: held-out or training prompts per target language (NTREX translation requests
+  with their references, or any ``{prompt, lang}`` JSONL such as data_recipes' preference_prompts).
+- ``sample_and_score``: ``n`` samples per prompt through ``evaluation.generation.generate`` (vLLM
+  offline when installed and worth it, transformers otherwise; cached on disk), scored by a
+  ``RewardScorer``, saved as ``scored.jsonl`` — rerunning with the same settings reuses it.
+- ``dpo_pairs``: best vs worst sample per prompt, kept when the reward margin is at least ``min_margin``.
+- ``kto_examples``: every sample labelled desirable / undesirable by a threshold or per-language quantiles.
+- ``best_of_n``: the RM's favourite sample per prompt (the paper's baseline; no training).
+
+Rows that do not make it (margin too small, middle quantile) are counted in the returned stats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+from align import training
+from crossling.errors import DataError
+
+# --- pure parts (unit-tested) ---------------------------------------------------------------------
+
+
+def dpo_pairs(scored: list[dict], min_margin: float) -> tuple[list[dict], dict]:
+    """Best vs worst sample of each prompt when ``reward(best) - reward(worst) >= min_margin``."""
+    pairs, small_margin, identical = [], 0, 0
+    for row in scored:
+        rewards = row["rewards"]
+        best = max(range(len(rewards)), key=rewards.__getitem__)
+        worst = min(range(len(rewards)), key=rewards.__getitem__)
+        if row["completions"][best].strip() == row["completions"][worst].strip():
+            identical += 1
+            continue
+        margin = rewards[best] - rewards[worst]
+        if margin < min_margin:
+            small_margin += 1
+            continue
+        pairs.append(
+            {
+                "prompt": row["prompt"],
+                "chosen": [{"role": "assistant", "content": row["completions"][best]}],
+                "rejected": [{"role": "assistant", "content": row["completions"][worst]}],
+                "lang": row["lang"],
+                "margin": round(margin, 4),
+                "source": row["id"],
+            }
+        )
+    stats = {
+        "prompts": len(scored),
+        "pairs": len(pairs),
+        "margin_below_min": small_margin,
+        "identical_samples": identical,
+    }
+    return pairs, stats
+
+
+def quantile(values: list[float], q: float) -> float:
+    """Linear-interpolated quantile (numpy's default), without numpy."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("quantile of no values")
+    pos = q * (len(ordered) - 1)
+    lo, hi = int(pos), min(int(pos) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def kto_examples(
+    scored: list[dict],
+    threshold: float | None = None,
+    desirable_quantile: float = 0.7,
+    undesirable_quantile: float = 0.3,
+) -> tuple[list[dict], dict]:
+    """Unpaired KTO rows ``{"prompt", "completion", "label", "lang", "reward"}``.
+
+    With ``threshold``: label = reward > threshold, for every sample. Without: per language, samples at
+    or above the ``desirable_quantile`` are desirable, at or below ``undesirable_quantile`` undesirable,
+    the middle is left out (per language, because a transferred RM's scale drifts between languages).
+    """
+    cuts: dict[str, tuple[float, float]] = {}
+    if threshold is None:
+        by_lang: dict[str, list[float]] = {}
+        for row in scored:
+            by_lang.setdefault(row["lang"], []).extend(row["rewards"])
+        cuts = {
+            lang: (quantile(v, desirable_quantile), quantile(v, undesirable_quantile))
+            for lang, v in by_lang.items()
+        }
+    out, middle = [], 0
+    for row in scored:
+        for text, reward in zip(row["completions"], row["rewards"], strict=True):
+            if threshold is not None:
+                label = reward > threshold
+            else:
+                hi, lo = cuts[row["lang"]]
+                if reward >= hi:
+                    label = True
+                elif reward <= lo:
+                    label = False
+                else:
+                    middle += 1
+                    continue
+            out.append(
+                {
+                    "prompt": row["prompt"],
+                    "completion": [{"role": "assistant", "content": text}],
+                    "label": label,
+                    "lang": row["lang"],
+                    "reward": round(reward, 4),
+                }
+            )
+    stats = {
+        "samples": sum(len(r["rewards"]) for r in scored),
+        "desirable": sum(r["label"] for r in out),
+        "undesirable": sum(not r["label"] for r in out),
+        "left_out_middle": middle,
+        "cuts": {
+            lang: {"desirable_at": round(h, 4), "undesirable_at": round(lo, 4)}
+            for lang, (h, lo) in cuts.items()
+        },
+    }
+    return out, stats
+
+
+def best_of_n(scored: list[dict]) -> list[dict]:
+    """The highest-reward sample of each prompt."""
+    out = []
+    for row in scored:
+        best = max(range(len(row["rewards"])), key=row["rewards"].__getitem__)
+        out.append(
+            {
+                **{k: row[k] for k in ("id", "lang", "prompt")},
+                "completion": row["completions"][best],
+                "reward": row["rewards"][best],
+                "reference": row.get("reference"),
+            }
+        )
+    return out
+
+
+# --- prompts --------------------------------------------------------------------------------------
+
+
+def target_prompts(
+    source: str, languages: list[str], per_language: int, split: str, seed: int = 0
+) -> list[dict]:
+    """``[{"id", "lang", "prompt": messages, "reference": str | None}]``, ``per_language`` per language.
+
+    ``source="ntrex"``: translation requests (English text; German for English targets) from the NTREX
+    documents of ``split``, phrased in the target language, with the human reference. Otherwise a JSONL
+    file of ``{"prompt": messages or str, "lang"}`` rows (e.g. data_recipes' preference_prompts.jsonl).
+    """
+    if source == "ntrex":
+        return _ntrex_prompts(languages, per_language, split, seed)
+    from data_recipes.loaders import read_records
+
+    rows = read_records(source, required=("prompt", "lang"))
+    out = []
+    for row in rows:
+        prompt = row["prompt"]
+        if isinstance(prompt, str):
+            prompt = [{"role": "user", "content": prompt}]
+        if row["lang"] in languages:
+            out.append(
+                {
+                    "id": f"{Path(source).name}:{row['_line']}",
+                    "lang": row["lang"],
+                    "prompt": prompt,
+                    "reference": row.get("reference"),
+                }
+            )
+    picked = _cap(out, languages, per_language, seed)
+    if not picked:
+        raise DataError(f"{source}: no prompts in languages {', '.join(languages)}")
+    return picked
+
+
+def _ntrex_prompts(languages: list[str], per_language: int, split: str, seed: int) -> list[dict]:
+    from align.preference_data import pivot_for
+    from data_recipes import sources
+    from data_recipes.recipes.translation_following import translation_prompt
+
+    out = []
+    for lang in languages:
+        rng = random.Random(f"align-prompts-{lang}-{split}-{seed}")
+        rows = [r for r in sources.ntrex_pairs(pivot_for(lang, "en"), lang, split) if len(r["src"]) <= 240]
+        rng.shuffle(rows)
+        for row in rows[:per_language]:
+            text = translation_prompt(row["src"], row["src_lang"], lang, lang, rng)
+            out.append(
+                {
+                    "id": f"{row['id']}:{lang}",
+                    "lang": lang,
+                    "prompt": [{"role": "user", "content": text}],
+                    "reference": row["tgt"],
+                }
+            )
+    return out
+
+
+def _cap(rows: list[dict], languages: list[str], per_language: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    out = []
+    for lang in languages:
+        items = [r for r in rows if r["lang"] == lang]
+        rng.shuffle(items)
+        out += items[:per_language]
+    return out
+
+
+# --- sampling + scoring ---------------------------------------------------------------------------
+
+
+def settings_key(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_scored(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def sample_and_score(prompts: list[dict], cfg, scored_path: Path, scorer=None) -> list[dict]:
+    """``n`` samples per prompt from the policy, each scored; cached in ``scored_path`` by settings."""
+    settings = {
+        "model": cfg.model, "adapter": cfg.adapter, "reward_model": cfg.reward_model, "n": cfg.n,
+        "temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
+        "seed": cfg.seed, "ids": [p["id"] for p in prompts],
+    }  # fmt: skip
+    key = settings_key(settings)
+    meta_path = scored_path.with_suffix(".meta.json")
+    if scored_path.is_file() and meta_path.is_file() and json.loads(meta_path.read_text()).get("key") == key:
+        training.say(f"reusing {scored_path} (same prompts, policy, reward model and sampling)")
+        return read_scored(scored_path)
+    from evaluation import generation
+
+    training.say(f"sampling {cfg.n} × {len(prompts)} prompts from {cfg.adapter or cfg.model}")
+    completions = generation.generate(
+        cfg.model, [p["prompt"] for p in prompts], adapter=cfg.adapter, n=cfg.n, temperature=cfg.temperature,
+        top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, backend=cfg.backend, desc="align sample",
+    )  # fmt: skip
+    generation.release()  # the policy leaves memory before the reward model comes in
+    if scorer is None:
+        from align.reward import RewardScorer
+
+        scorer = RewardScorer(cfg.reward_model, batch_size=cfg.score_batch_size)
+    flat_prompts = [p["prompt"] for p, outs in zip(prompts, completions, strict=True) for _ in outs]
+    flat = [c for outs in completions for c in outs]
+    rewards = scorer.score(flat_prompts, flat, progress=True)
+    rows, i = [], 0
+    for p, outs in zip(prompts, completions, strict=True):
+        rows.append({**p, "completions": outs, "rewards": [round(r, 4) for r in rewards[i : i + len(outs)]]})
+        i += len(outs)
+    scored_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = scored_path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(scored_path)
+    meta_path.write_text(
+        json.dumps({"key": key, "settings": {k: v for k, v in settings.items() if k != "ids"}})
+    )
+    training.say(f"scored generations: {scored_path}")
+    return rows
+
+
+def write_jsonl(rows: list[dict], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path

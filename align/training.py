@@ -1,0 +1,156 @@
+"""What the align recipes (reward, DPO, KTO) share: model loading, TRL arguments, run folders.
+
+Model loading is sft's (contract 5, ``sft.modeling.load_model_for_training``); the run folder follows
+sft's habits through ``sft.runs`` (``config.yaml``, ``metrics.jsonl``, ``tb/``, atomic
+``checkpoint-N/``, ``adapter/``, ``loss.png``, ``summary.json``). Nothing here knows about
+preferences; see the recipes for that.
+
+The reference model: DPO/KTO continue the SFT adapter. Given a PEFT model, TRL 1.16 copies the
+trainable adapter into a frozen ``ref`` adapter and computes reference log-probs with it — so the
+reference is the SFT policy (not the adapter-disabled base) and costs one adapter (MBs), not a
+second model. The tests check that ``ref`` exists and stays frozen.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from crossling.config import save_config
+from crossling.errors import ConfigError
+
+
+def say(msg: str) -> None:
+    print(f"[align] {msg}", flush=True)
+
+
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def target_modules(cfg) -> str | list[str]:
+    return cfg.target_modules[0] if cfg.target_modules == ["all-linear"] else cfg.target_modules
+
+
+def check_adapter(path: str | None, what: str, hint: str) -> None:
+    if path and not (Path(path) / "adapter_config.json").is_file():
+        raise ConfigError(f"{what}: {path} is not a PEFT adapter folder (no adapter_config.json). {hint}")
+
+
+def load_policy(cfg) -> tuple[Any, Any]:
+    """The policy to align: the SFT adapter, trainable (TRL adds the frozen ``ref`` copy itself)."""
+    from sft.modeling import load_model_for_training
+
+    check_adapter(cfg.adapter, "adapter", "Train it first (`make train-sft`) or set adapter: null.")
+    model, tokenizer = load_model_for_training(
+        cfg.model,
+        task="causal_lm",
+        quantization=cfg.quantization,
+        lora_r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=target_modules(cfg),
+        adapter=cfg.adapter,
+    )
+    return model, tokenizer
+
+
+def fp32_trainable(model) -> None:
+    """TRL casts LoRA weights of a quantized model to bf16; on CPU that is >10x slower, so undo it."""
+    import torch
+
+    if has_cuda():
+        return
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+
+
+def training_arguments(cfg, run_dir: Path) -> dict[str, Any]:
+    """The transformers/TRL arguments every align recipe shares (CPU-safe: no bf16, no checkpointing)."""
+    return dict(
+        output_dir=str(run_dir),
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_steps,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        max_length=cfg.max_length,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        report_to="none",  # TensorBoard is attached by us, writing to <run>/tb like sft
+        bf16=False,
+        fp16=False,
+        use_cpu=not has_cuda(),
+        gradient_checkpointing=False,  # ~30% slower; our sequences are short
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+
+
+def start_run(cfg, command: str | None) -> Path:
+    from sft.runs import clean_staging
+
+    run_dir = Path(cfg.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    clean_staging(run_dir)
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a rerun starts its own log
+    save_config(cfg, run_dir / "config.yaml", command)
+    return run_dir
+
+
+def add_callbacks(trainer, run_dir: Path, report_to: list[str]) -> None:
+    from sft.runs import MetricsJsonlCallback
+
+    trainer.add_callback(MetricsJsonlCallback(run_dir / "metrics.jsonl"))
+    if "tensorboard" in report_to:
+        from transformers.integrations import TensorBoardCallback
+
+        tensorboard = TensorBoardCallback()
+        tensorboard.logging_dir = str(run_dir / "tb")
+        trainer.add_callback(tensorboard)
+
+
+def train_and_save(trainer, run_dir: Path, title: str, summary: dict) -> Path:
+    """Train, save the trained adapter (not the frozen reference) to ``adapter/``, plot, summarise."""
+    from sft.runs import plot_losses
+
+    t0 = time.time()
+    output = trainer.train()
+    summary.update(
+        steps=output.global_step,
+        train_loss=round(output.training_loss, 4),
+        train_seconds=round(time.time() - t0, 1),
+    )
+    adapter_dir = run_dir / "adapter"
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model.save_pretrained(str(adapter_dir), selected_adapters=["default"])
+    trainer.processing_class.save_pretrained(str(adapter_dir))
+    plot = plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png", title)
+    summary.update(adapter=str(adapter_dir), plot=str(plot) if plot else None)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    for cb in trainer.callback_handler.callbacks:
+        writer = getattr(cb, "tb_writer", None)
+        if writer is not None:
+            writer.close()
+    say(f"adapter: {adapter_dir}")
+    say("summary: " + json.dumps(summary, ensure_ascii=False))
+    return adapter_dir
+
+
+def last_logged(run_dir: Path, key: str) -> float | None:
+    from sft.runs import read_metrics
+
+    values = [rec[key] for rec in read_metrics(run_dir / "metrics.jsonl") if key in rec]
+    return values[-1] if values else None

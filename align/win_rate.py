@@ -1,0 +1,176 @@
+"""Win rate of an aligned adapter over the SFT adapter, judged by the RM that trained it and independently.
+
+Held-out prompts: NTREX *test* documents (evaluation-only), a translation request per language with
+its human reference. Both adapters answer greedily. Judges:
+
+- ``transferred_rm``: the reward model whose scores built the DPO/KTO data. It is *biased*: the
+  aligned policy was optimised against it, so it rewards whatever that RM over-values (reward hacking).
+- ``fidelity_chrf`` (independent, never seen in training): chrF against the reference, and 0 when the
+  answer is not in the requested language (``crossling.langid``). This is the number to trust.
+- ``judge_rm`` (optional): a reward model trained on another source language.
+
+A win counts 1, a tie 0.5. Optional best-of-n: the SFT policy's best of ``n`` samples by the
+transferred RM, judged the same way (the paper's baseline). Written as ``win_rate.json``, ``.md``, ``.png``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from align import scoring, training
+from align.config import WinRateConfig
+
+
+def wins(candidate: list[float], baseline: list[float], eps: float = 1e-6) -> float:
+    """Share of items where ``candidate`` beats ``baseline`` (ties count half)."""
+    if not candidate:
+        return float("nan")
+    total = sum(
+        1.0 if c > b + eps else 0.5 if abs(c - b) <= eps else 0.0
+        for c, b in zip(candidate, baseline, strict=True)
+    )
+    return total / len(candidate)
+
+
+def fidelity_chrf(text: str, reference: str | None, lang: str) -> float:
+    """Sentence chrF against the reference, 0 when the answer is not in ``lang`` (the independent judge).
+
+    Uses the eval's own conventions (``evaluation.metrics``): the translation is cut out of a chatty
+    answer the same way, and language fidelity is the same ``crossling.langid`` check.
+    """
+    import sacrebleu
+
+    from evaluation.metrics import clean_translation, in_language
+
+    text = clean_translation(text)
+    if not in_language(text, lang):
+        return 0.0
+    if not reference:
+        return 100.0
+    return sacrebleu.sentence_chrf(text, [reference]).score
+
+
+def _judge_scores(prompts: list[dict], answers: dict[str, list[str]], scorer, judge_scorer) -> dict:
+    scores: dict[str, dict[str, list[float]]] = {}
+    for system, texts in answers.items():
+        scores[system] = {
+            "transferred_rm": scorer.score([p["prompt"] for p in prompts], texts, progress=True),
+            "fidelity_chrf": [
+                fidelity_chrf(t, p.get("reference"), p["lang"]) for t, p in zip(texts, prompts, strict=True)
+            ],
+        }
+        if judge_scorer is not None:
+            scores[system]["judge_rm"] = judge_scorer.score([p["prompt"] for p in prompts], texts)
+    return scores
+
+
+def compare(prompts: list[dict], scores: dict, candidate: str, baseline: str) -> dict:
+    """``{judge: {lang: win rate, "all": win rate}}`` of ``candidate`` over ``baseline``."""
+    out: dict[str, dict[str, float]] = {}
+    langs = list(dict.fromkeys(p["lang"] for p in prompts))
+    for judge in scores[candidate]:
+        cand, base = scores[candidate][judge], scores[baseline][judge]
+        per = {lang: wins([c for c, p in zip(cand, prompts, strict=True) if p["lang"] == lang],
+                          [b for b, p in zip(base, prompts, strict=True) if p["lang"] == lang]) for lang in langs}  # fmt: skip
+        out[judge] = {**{k: round(v, 4) for k, v in per.items()}, "all": round(wins(cand, base), 4)}
+    return out
+
+
+def _generate(
+    cfg: WinRateConfig, prompts: list[dict], adapter: str | None, n: int = 1, temperature: float = 0.0
+):
+    from evaluation import generation
+
+    outs = generation.generate(
+        cfg.model, [p["prompt"] for p in prompts], adapter=adapter, n=n, temperature=temperature,
+        max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, backend=cfg.backend, desc=f"win-rate {adapter or 'base'}",
+    )  # fmt: skip
+    generation.release()
+    return outs
+
+
+def run(cfg: WinRateConfig, command: str | None = None) -> dict:
+    from align.reward import RewardScorer, reward_model_parts
+
+    training.check_adapter(cfg.candidate_adapter, "candidate_adapter", "Train it with `crossling align dpo`.")
+    training.check_adapter(cfg.baseline_adapter, "baseline_adapter", "Train it with `make train-sft`.")
+    reward_model_parts(cfg.reward_model)  # fail before generating, not after
+    prompts = scoring.target_prompts("ntrex", cfg.languages, cfg.prompts_per_language, "test", cfg.seed)
+    answers = {
+        "sft": [o[0] for o in _generate(cfg, prompts, cfg.baseline_adapter)],
+        "aligned": [o[0] for o in _generate(cfg, prompts, cfg.candidate_adapter)],
+    }
+    scorer = RewardScorer(cfg.reward_model)
+    if cfg.best_of_n > 1:
+        samples = _generate(cfg, prompts, cfg.baseline_adapter, n=cfg.best_of_n, temperature=0.9)
+        flat = scorer.score([p["prompt"] for p, s in zip(prompts, samples, strict=True) for _ in s],
+                            [t for s in samples for t in s], progress=True)  # fmt: skip
+        scored = []
+        for i, (p, s) in enumerate(zip(prompts, samples, strict=True)):
+            scored.append(
+                {**p, "completions": s, "rewards": flat[i * cfg.best_of_n : (i + 1) * cfg.best_of_n]}
+            )
+        answers[f"best_of_{cfg.best_of_n}"] = [b["completion"] for b in scoring.best_of_n(scored)]
+    judge = RewardScorer(cfg.judge_reward_model) if cfg.judge_reward_model else None
+    scores = _judge_scores(prompts, answers, scorer, judge)
+    report = {
+        "candidate": cfg.candidate_adapter,
+        "baseline": cfg.baseline_adapter,
+        "prompts": len(prompts),
+        "win_rate": {
+            system: compare(prompts, scores, system, "sft") for system in answers if system != "sft"
+        },
+        "mean_scores": {s: {j: round(sum(v) / len(v), 4) for j, v in js.items()} for s, js in scores.items()},
+        "biased_judge": "transferred_rm (it produced the training signal; trust fidelity_chrf)",
+    }
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "win_rate.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    examples = [{**p, **{s: answers[s][i] for s in answers}} for i, p in enumerate(prompts)]
+    scoring.write_jsonl(examples, out / "answers.jsonl")
+    table = format_table(report["win_rate"])
+    (out / "win_rate.md").write_text(f"# Win rate over SFT\n\n{table}\n")
+    plot(report["win_rate"], out / "win_rate.png")
+    print(table, flush=True)
+    training.say(f"win-rate report: {out / 'win_rate.json'}")
+    return report
+
+
+def format_table(win_rate: dict) -> str:
+    lines = ["| system | judge | " + " | ".join(next(iter(next(iter(win_rate.values())).values()))) + " |"]
+    lines.append("|" + "---|" * (2 + len(next(iter(next(iter(win_rate.values())).values())))))
+    for system, judges in win_rate.items():
+        for judge, per in judges.items():
+            lines.append(
+                f"| {system} | {judge} | " + " | ".join(f"{100 * v:.0f} %" for v in per.values()) + " |"
+            )
+    return "\n".join(lines)
+
+
+def plot(win_rate: dict, out_png: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = [(f"{s} / {j}", per) for s, judges in win_rate.items() for j, per in judges.items()]
+    langs = list(series[0][1])
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(langs) + 2), 4))
+    for k, (label, per) in enumerate(series):
+        ax.bar(
+            [i + k * width for i in range(len(langs))],
+            [100 * per[lang] for lang in langs],
+            width,
+            label=label,
+        )
+    ax.axhline(50, color="grey", linestyle="--", linewidth=1)
+    ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(langs))], langs)
+    ax.set_ylabel("win rate over SFT (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png

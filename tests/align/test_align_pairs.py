@@ -1,0 +1,154 @@
+"""Pure parts of align: pair construction, best/worst pairs with a margin, KTO labels, configs, CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from align import preference_data, scoring, win_rate
+from align.cli import CONFIGS
+from crossling.config import load_config
+from crossling.errors import ConfigError, DataError
+
+
+def _scored(rewards: list[float], lang: str = "de", texts: list[str] | None = None, i: int = 0) -> dict:
+    texts = texts or [f"answer {k}" for k in range(len(rewards))]
+    return {"id": f"p{i}", "lang": lang, "prompt": [{"role": "user", "content": f"q{i}"}],
+            "completions": texts, "rewards": rewards}  # fmt: skip
+
+
+def test_dpo_pairs_pick_best_and_worst():
+    pairs, stats = scoring.dpo_pairs([_scored([0.1, 2.0, -1.5, 0.3])], min_margin=0.5)
+    assert len(pairs) == 1
+    assert pairs[0]["chosen"][0]["content"] == "answer 1"
+    assert pairs[0]["rejected"][0]["content"] == "answer 2"
+    assert pairs[0]["margin"] == pytest.approx(3.5)
+    assert stats == {"prompts": 1, "pairs": 1, "margin_below_min": 0, "identical_samples": 0}
+
+
+def test_dpo_pairs_respect_the_margin_and_count_what_they_drop():
+    rows = [
+        _scored([0.0, 0.4], i=0),
+        _scored([0.0, 0.6], i=1),
+        _scored([1.0, 5.0], texts=["same", "same "], i=2),
+    ]
+    pairs, stats = scoring.dpo_pairs(rows, min_margin=0.5)
+    assert [p["source"] for p in pairs] == ["p1"]
+    assert stats["margin_below_min"] == 1 and stats["identical_samples"] == 1
+
+
+def test_kto_labels_follow_the_threshold():
+    rows, stats = scoring.kto_examples([_scored([-1.0, 0.2, 0.5, 3.0])], threshold=0.3)
+    assert [r["label"] for r in rows] == [False, False, True, True]
+    assert stats["desirable"] == 2 and stats["undesirable"] == 2 and stats["left_out_middle"] == 0
+
+
+def test_kto_quantiles_are_per_language_and_leave_the_middle_out():
+    rows = [_scored([0.0, 1.0, 2.0, 3.0, 4.0], "de"), _scored([10.0, 11.0, 12.0, 13.0, 14.0], "zh", i=1)]
+    out, stats = scoring.kto_examples(rows, None, desirable_quantile=0.75, undesirable_quantile=0.25)
+    by_lang = {lang: [(r["reward"], r["label"]) for r in out if r["lang"] == lang] for lang in ("de", "zh")}
+    assert by_lang["de"] == [(0.0, False), (1.0, False), (3.0, True), (4.0, True)]
+    assert by_lang["zh"] == [
+        (10.0, False),
+        (11.0, False),
+        (13.0, True),
+        (14.0, True),
+    ]  # own scale per language
+    assert stats["left_out_middle"] == 2
+
+
+def test_best_of_n_returns_the_highest_reward_sample():
+    best = scoring.best_of_n([_scored([0.2, 0.9, 0.1])])
+    assert best[0]["completion"] == "answer 1" and best[0]["reward"] == 0.9
+
+
+def test_quantile_matches_linear_interpolation():
+    assert scoring.quantile([4.0, 1.0, 3.0, 2.0], 0.5) == pytest.approx(2.5)
+    assert scoring.quantile([1.0], 0.9) == 1.0
+
+
+def test_translation_pairs_same_construction_in_every_language():
+    rows = [
+        {"id": f"ntrex-{i}", "src_lang": "en", "tgt_lang": "de", "src": f"The house number {i} is red and old.",
+         "tgt": f"Das Haus Nummer {i} ist rot und alt."}
+        for i in range(8)
+    ]  # fmt: skip
+    pairs = preference_data.translation_pairs(rows, "de", "train")
+    assert [p["kind"] for p in pairs] == list(preference_data.KINDS) * 2
+    for p, row in zip(pairs, rows, strict=True):
+        assert p["chosen"][0]["content"] == row["tgt"]
+        assert p["rejected"][0]["content"] != row["tgt"]
+        assert row["src"] in p["prompt"][0]["content"] and p["lang"] == "de"
+    wrong = pairs[0]["rejected"][0]["content"]
+    assert wrong == rows[0]["src"]  # the untranslated source
+    assert rows[1]["tgt"].startswith(pairs[1]["rejected"][0]["content"])  # truncated
+
+
+def test_truncate_and_shuffle_change_the_text():
+    rng = random.Random(0)
+    assert len(preference_data.truncate("eins zwei drei vier fünf sechs", rng)) < 25
+    assert preference_data.shuffle_words("一二三四五六七八", rng) != "一二三四五六七八"
+
+
+def test_shipped_pairs_cover_languages_and_keep_splits_apart():
+    from align.config import PreferenceDataConfig
+
+    cfg = PreferenceDataConfig(languages=["en", "sw"], max_pairs_per_language=6, safety_seed="/nonexistent")
+    built = preference_data.build(cfg)
+    assert {p["lang"] for p in built["train"]} == {"en", "sw"}
+    train_ids = {p["source"] for p in built["train"]}
+    assert not train_ids & {p["source"] for p in built["test"]}
+    en_wrong = next(p for p in built["train"] if p["lang"] == "en" and p["kind"] == "wrong_language")
+    from crossling.langid import detect
+
+    assert detect(en_wrong["rejected"][0]["content"]) == "de"  # English answers are translated from German
+
+
+def test_load_pairs_names_file_and_line(tmp_path):
+    path = tmp_path / "prefs.jsonl"
+    good = {"prompt": [{"role": "user", "content": "hi"}], "chosen": "a", "rejected": "b"}
+    path.write_text(json.dumps(good) + "\n" + json.dumps({"chosen": "a"}) + "\n")
+    with pytest.raises(DataError, match=r"prefs.jsonl:2: missing field\(s\) rejected"):
+        preference_data.load_pairs(path, default_lang="en")
+    path.write_text(json.dumps(good) + "\n")
+    assert preference_data.load_pairs(path, default_lang="en")[0]["lang"] == "en"
+
+
+def test_win_rate_counts_ties_as_half():
+    assert win_rate.wins([1.0, 0.0, 2.0, 5.0], [0.0, 1.0, 2.0, 5.0]) == pytest.approx(0.5)
+    assert (
+        win_rate.fidelity_chrf("Das ist ein kleines Haus am See.", "Das ist ein kleines Haus am See.", "en")
+        == 0.0
+    )
+
+
+def test_shipped_configs_load(repo_root):
+    seen = set()
+    for path in sorted((repo_root / "configs" / "align").glob("*.yaml")):
+        first = path.read_text().splitlines()[0]
+        assert first.startswith("# crossling align ") and first.endswith(str(path.relative_to(repo_root)))
+        verb = first.split()[3]
+        load_config(CONFIGS[verb], path)
+        seen.add(verb)
+    assert {"reward", "dpo", "kto"} <= seen
+
+
+def test_bad_config_values_are_clear_errors():
+    with pytest.raises(ConfigError, match="n must be >= 2"):
+        load_config(CONFIGS["dpo"], None, ["--n", "1"])
+    with pytest.raises(ConfigError, match="unknown language"):
+        load_config(CONFIGS["reward"], None, ["--source_lang", "xx"])
+
+
+def test_cli_data_writes_splits_and_summary(tmp_path, capsys):
+    from align.cli import main
+
+    out = tmp_path / "prefs"
+    args = ["data", "--output_dir", str(out), "--languages", "[en,de]", "--max_pairs_per_language", "4"]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["train"] == {"en": 4, "de": 4}
+    assert len((out / "dev.jsonl").read_text().splitlines()) == 8
+    assert '"counts"' in capsys.readouterr().out
