@@ -53,7 +53,8 @@ def _detector():
     from lingua import Language, LanguageDetectorBuilder
 
     langs = [getattr(Language, name) for name in _LINGUA_NAMES.values()]
-    return LanguageDetectorBuilder.from_languages(*langs).with_preloaded_language_models().build()
+    # lingua loads each language model on first use: preloading all of them costs ~10-30 s at start-up.
+    return LanguageDetectorBuilder.from_languages(*langs).build()
 
 
 @lru_cache(maxsize=1)

@@ -1,1 +1,5 @@
-"""evaluation"""
+"""crossling evaluation: language fidelity, NTREX chrF/BLEU, MGSM, MultiJail safety, reward transfer.
+
+``evaluation.generation.generate`` is the batch-generation entry point other areas use (contract 6);
+``crossling eval run CONFIG`` (``evaluation.cli``) runs a comparison of models and writes results/.
+"""

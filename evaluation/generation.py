@@ -38,7 +38,10 @@ Messages = list[dict[str, str]]
 # Measured on 2 CPU cores with the default model (docs/evaluation.md, "Backends"): vLLM's start-up
 # (~85 s) only pays off for large batches on CPU; on CUDA it wins from the first prompt.
 VLLM_MIN_PROMPTS_CPU = 100_000
-TRANSFORMERS_BATCH_SIZE = 16
+TRANSFORMERS_BATCH_SIZE = 32
+CACHE_CHUNK = 256  # prompts per backend call, each written to the cache as soon as it is done
+# Part of every cache key: bump when a change here changes what the same request returns.
+CACHE_VERSION = 2
 
 
 class GenerationError(CrosslingError):
@@ -137,14 +140,18 @@ def generate(
     a PEFT adapter folder (local) or the served adapter name (endpoint: it is sent as ``model``).
     ``cache_dir``: ``None`` → ``~/.cache/crossling/generations``; ``"off"`` → no cache.
     Greedy decoding (``temperature == 0``) returns ``n`` copies of the one greedy completion.
+    Sampled completions are cached like greedy ones: pass another ``seed`` for fresh samples.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     for i, p in enumerate(prompts):
-        if not isinstance(p, list) or not all(isinstance(m, dict) and "role" in m and "content" in m for m in p):
+        if not isinstance(p, list) or not all(
+            isinstance(m, dict) and "role" in m and "content" in m for m in p
+        ):
             raise GenerationError(f"prompt {i} is not a list of {{'role', 'content'}} messages: {p!r:.200}")
     chosen = choose_backend(backend, base_url=base_url, n_prompts=len(prompts))
     identity = {
+        "version": CACHE_VERSION,
         "model": model if chosen == "endpoint" else fingerprint(_resolve_local(model)),
         "adapter": adapter if chosen == "endpoint" else fingerprint(adapter),
         "endpoint": base_url if chosen == "endpoint" else None,
@@ -164,23 +171,27 @@ def generate(
     if todo:
         logger.info("%s: %d of %d prompts not cached, backend %s", desc, len(todo), len(prompts), chosen)
         sampling = dict(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
-        run = _BACKENDS[chosen]
-        fresh = run(
-            model,
-            list(todo.values()),
-            adapter=adapter,
-            sampling=sampling,
-            base_url=base_url,
-            api_key=api_key,
-            concurrency=concurrency,
-            batch_size=batch_size,
-            progress=progress,
-            desc=desc,
-        )
-        new = dict(zip(todo.keys(), fresh, strict=True))
-        if cache:
-            cache.put_many(new)
-        cached.update(new)
+        todo_keys = list(todo)
+        chunks = range(0, len(todo_keys), CACHE_CHUNK)
+        for c, start in enumerate(chunks):
+            # Chunks are written to the cache as they finish: a run killed at 90 % keeps its 90 %.
+            chunk_keys = todo_keys[start : start + CACHE_CHUNK]
+            fresh = _BACKENDS[chosen](
+                model,
+                [todo[k] for k in chunk_keys],
+                adapter=adapter,
+                sampling=sampling,
+                base_url=base_url,
+                api_key=api_key,
+                concurrency=concurrency,
+                batch_size=batch_size,
+                progress=progress,
+                desc=desc if len(chunks) == 1 else f"{desc} ({c + 1}/{len(chunks)})",
+            )
+            new = dict(zip(chunk_keys, fresh, strict=True))
+            if cache:
+                cache.put_many(new)
+            cached.update(new)
     if cache:
         cache.close()
     return [list(cached[k]) for k in keys]
@@ -233,7 +244,9 @@ def _load_hf(model: str, adapter: str | None):
     lm = load_causal_lm(model)
     if adapter:
         if not (Path(adapter) / "adapter_config.json").is_file():
-            raise GenerationError(f"adapter {adapter!r} is not a PEFT adapter folder (no adapter_config.json)")
+            raise GenerationError(
+                f"adapter {adapter!r} is not a PEFT adapter folder (no adapter_config.json)"
+            )
         from peft import PeftModel
 
         # Merged, the adapter costs nothing per token.
@@ -243,16 +256,30 @@ def _load_hf(model: str, adapter: str | None):
     return lm, tokenizer
 
 
+def _stop_token_ids(lm, tokenizer) -> list[int]:
+    """The model's own end-of-turn ids, plus ``<start_of_turn>``: a base model that opens a new turn
+    instead of closing its own has finished its answer (and would otherwise babble to max_new_tokens)."""
+    eos = lm.generation_config.eos_token_id
+    ids = list(eos) if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else [])
+    start = tokenizer.convert_tokens_to_ids("<start_of_turn>")
+    if isinstance(start, int) and start != tokenizer.unk_token_id and start not in ids:
+        ids.append(start)
+    return ids
+
+
 def _render(tokenizer, messages: Messages) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def _run_transformers(model: str, prompts: list[Messages], *, adapter, sampling, batch_size, progress, desc, **_):
+def _run_transformers(
+    model: str, prompts: list[Messages], *, adapter, sampling, batch_size, progress, desc, **_
+):
     import torch
     from tqdm.auto import tqdm
 
     lm, tokenizer = _load_hf(model, adapter)
     texts = [_render(tokenizer, p) for p in prompts]
+    stop_ids = _stop_token_ids(lm, tokenizer)
     # Longest first, so similar lengths share a batch (less padding) and memory peaks early.
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     greedy = sampling["temperature"] <= 0
@@ -263,7 +290,11 @@ def _run_transformers(model: str, prompts: list[Messages], *, adapter, sampling,
         idx = order[start : start + batch_size]
         enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
         enc = enc.to(lm.device)
-        kwargs: dict[str, Any] = dict(max_new_tokens=sampling["max_new_tokens"], pad_token_id=tokenizer.pad_token_id)
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=sampling["max_new_tokens"],
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=stop_ids,
+        )
         if greedy:
             kwargs.update(do_sample=False, top_p=None, top_k=None, temperature=None)
         else:
@@ -306,7 +337,9 @@ def _vllm_engine(model: str, adapter: str | None):
     rank = 16
     if adapter:
         if not (Path(adapter) / "adapter_config.json").is_file():
-            raise GenerationError(f"adapter {adapter!r} is not a PEFT adapter folder (no adapter_config.json)")
+            raise GenerationError(
+                f"adapter {adapter!r} is not a PEFT adapter folder (no adapter_config.json)"
+            )
         rank, extra = _adapter_rank(adapter)
         if extra:
             raise GenerationError(
@@ -319,6 +352,16 @@ def _vllm_engine(model: str, adapter: str | None):
     if engine is not None and _VLLM["path"] == path and (not adapter or _VLLM["max_rank"] >= need_rank):
         return engine
     _VLLM.clear()
+    # In-process engine core: spawning one would re-import the caller's __main__ (scripts without a
+    # main guard, notebooks) and buys nothing for offline batches.
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    extra: dict[str, Any] = {}
+    if not has_cuda():
+        # On CPU vLLM otherwise reserves 92 % of *system* memory and refuses to start beside anything.
+        extra["kv_cache_memory_bytes"] = int(float(os.environ.get("CROSSLING_VLLM_KV_GIB", "2")) * (1 << 30))
+    config = (
+        json.loads((Path(path) / "config.json").read_text()) if Path(path, "config.json").is_file() else {}
+    )
     engine = LLM(
         model=path,
         tokenizer=path,
@@ -327,8 +370,10 @@ def _vllm_engine(model: str, adapter: str | None):
         enable_lora=True,
         max_lora_rank=need_rank,
         max_loras=4,
-        max_model_len=4096,
+        # eval prompts are short; the model's own limit when it is shorter (tiny test models)
+        max_model_len=min(4096, int(config.get("max_position_embeddings", 4096))),
         seed=0,
+        **extra,
     )
     _VLLM.update(engine=engine, path=path, max_rank=need_rank, lora_ids={})
     return engine
@@ -339,15 +384,20 @@ def _run_vllm(model: str, prompts: list[Messages], *, adapter, sampling, progres
     from vllm.inputs import TokensPrompt
     from vllm.lora.request import LoRARequest
 
+    from crossling.models import load_tokenizer
+
     engine = _vllm_engine(model, adapter)
-    tokenizer = engine.get_tokenizer()
+    # Our tokenizer, not the engine's: it carries crossling's chat template for base models.
+    tokenizer = load_tokenizer(model)
     lora = None
     if adapter:
         ids = _VLLM["lora_ids"]
         ids.setdefault(fingerprint(adapter), len(ids) + 1)
         lora = LoRARequest(Path(adapter).name, ids[fingerprint(adapter)], str(Path(adapter).resolve()))
     greedy = sampling["temperature"] <= 0
+    start = tokenizer.convert_tokens_to_ids("<start_of_turn>")
     params = SamplingParams(
+        stop_token_ids=[start] if isinstance(start, int) and start != tokenizer.unk_token_id else None,
         n=1 if greedy else sampling["n"],
         temperature=max(sampling["temperature"], 0.0),
         top_p=sampling["top_p"],
@@ -355,7 +405,7 @@ def _run_vllm(model: str, prompts: list[Messages], *, adapter, sampling, progres
         seed=sampling["seed"],
     )
     inputs = [
-        TokensPrompt(prompt_token_ids=tokenizer.apply_chat_template(p, tokenize=True, add_generation_prompt=True))
+        TokensPrompt(prompt_token_ids=tokenizer(_render(tokenizer, p), add_special_tokens=False)["input_ids"])
         for p in prompts
     ]
     results = engine.generate(inputs, params, use_tqdm=progress, lora_request=lora)
@@ -370,13 +420,26 @@ def _run_vllm(model: str, prompts: list[Messages], *, adapter, sampling, progres
 
 
 def _run_endpoint(
-    model: str, prompts: list[Messages], *, adapter, sampling, base_url, api_key, concurrency, progress, desc, **_
+    model: str,
+    prompts: list[Messages],
+    *,
+    adapter,
+    sampling,
+    base_url,
+    api_key,
+    concurrency,
+    progress,
+    desc,
+    **_,
 ):
     import openai
     from tqdm.auto import tqdm
 
     client = openai.OpenAI(
-        base_url=base_url, api_key=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY", max_retries=3, timeout=600
+        base_url=base_url,
+        api_key=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",
+        max_retries=3,
+        timeout=600,
     )
     served = adapter or model
     greedy = sampling["temperature"] <= 0

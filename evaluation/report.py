@@ -1,0 +1,244 @@
+"""Turn ``results.json`` into ``report.md`` (Markdown tables) and PNG charts (matplotlib, no display).
+
+The main table has one row per model and the headline number of each subtask (mean over languages);
+then one table per subtask with languages as columns, and a check against the issue's targets.
+``crossling eval report RESULTS_DIR`` re-renders both from an existing ``results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# subtask prefix -> (headline metric, column title, shown as a percentage)
+HEADLINE = {
+    "language_fidelity": ("fidelity", "fidelity %", True),
+    "ntrex_": ("chrf", "chrF", False),
+    "mgsm_": ("accuracy", "acc %", True),
+    "multijail": ("refusal", "refusal %", True),
+    "benign": ("over_refusal", "over-refusal %", True),
+    "reward_transfer": ("accuracy", "RM acc %", True),
+}
+SECONDARY = {
+    "language_fidelity": [
+        ("fidelity_native", "native %", True),
+        ("fidelity_cross", "ask in A, answer in B %", True),
+    ],
+    "ntrex_": [("bleu", "BLEU", False)],
+    "multijail": [("refusal_with_filter", "refusal w/ filter %", True)],
+    "benign": [("over_refusal_with_filter", "over-refusal w/ filter %", True)],
+}
+TARGET_FIDELITY, TARGET_CHRF = 0.90, 20.0
+
+
+def _spec(subtask: str) -> tuple[str, str, bool]:
+    for prefix, spec in HEADLINE.items():
+        if subtask.startswith(prefix):
+            return spec
+    return ("", subtask, False)
+
+
+def _metrics(subtask: str) -> list[tuple[str, str, bool]]:
+    head = _spec(subtask)
+    extra = next((v for k, v in SECONDARY.items() if subtask.startswith(k)), [])
+    return [head, *extra] if head[0] else extra
+
+
+def _fmt(value: Any, pct: bool) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * value:.1f}" if pct else f"{value:.1f}"
+
+
+def subtasks_of(results: dict) -> list[str]:
+    seen: dict[str, None] = {}
+    for scores in results["scores"].values():
+        for sub in scores:
+            seen.setdefault(sub, None)
+    return list(seen)
+
+
+def main_table(results: dict) -> str:
+    """One row per headline metric (mean over languages), one column per model."""
+    models = list(results["scores"])
+    lines = ["| metric (mean over languages) | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for sub in subtasks_of(results):
+        for key, title, pct in _metrics(sub):
+            cells = [_fmt(results["scores"][m].get(sub, {}).get("mean", {}).get(key), pct) for m in models]
+            lines.append(f"| {sub} {title} | " + " | ".join(cells) + " |")
+    lines.append(
+        "| eval time (s) | " + " | ".join(str(results["timing_s"].get(m, "–")) for m in models) + " |"
+    )
+    return "\n".join(lines)
+
+
+def language_table(results: dict, subtask: str, key: str, pct: bool) -> str:
+    langs: list[str] = []
+    for scores in results["scores"].values():
+        for lang in scores.get(subtask, {}).get("per_language", {}):
+            if lang not in langs:
+                langs.append(lang)
+    lines = ["| model | " + " | ".join(langs) + " | mean |", "|" + "---|" * (len(langs) + 2)]
+    for model, scores in results["scores"].items():
+        sub = scores.get(subtask)
+        if not sub:
+            continue
+        cells = [_fmt(sub["per_language"].get(lang, {}).get(key), pct) for lang in langs]
+        lines.append(f"| {model} | " + " | ".join(cells) + f" | {_fmt(sub['mean'].get(key), pct)} |")
+    return "\n".join(lines)
+
+
+def target_check(results: dict) -> list[str]:
+    """The issue's bars for the tuned models: fidelity >= 90 %, chrF en→xx >= 20 and above base everywhere."""
+    models = list(results["scores"])
+    if len(models) < 2:
+        return []
+    base, out = models[0], []
+    base_chrf = results["scores"][base].get("ntrex_en-xx_0shot", {}).get("per_language", {})
+    for model in models[1:]:
+        scores = results["scores"][model]
+        fid = scores.get("language_fidelity", {}).get("mean", {}).get("fidelity")
+        if fid is not None:
+            ok = "met" if fid >= TARGET_FIDELITY else "NOT met"
+            out.append(f"- {model}: language fidelity {100 * fid:.1f} % (target ≥ 90 %): {ok}")
+        sub = scores.get("ntrex_en-xx_0shot")
+        if sub:
+            chrf = sub["mean"].get("chrf", 0.0)
+            below = [
+                lang
+                for lang, v in sub["per_language"].items()
+                if v["chrf"] <= base_chrf.get(lang, {}).get("chrf", -1)
+            ]
+            ok = "met" if chrf >= TARGET_CHRF and not below else "NOT met"
+            tail = (
+                f"; not above {base} in {', '.join(below)}" if below else f"; above {base} in every language"
+            )
+            out.append(f"- {model}: mean chrF en→xx {chrf:.1f} (target ≥ 20{tail}): {ok}")
+    return out
+
+
+def write_charts(results: dict, out_dir: Path) -> list[Path]:
+    """One grouped bar chart per subtask (languages × models), and one model-vs-model summary."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    models = list(results["scores"])
+    for subtask in subtasks_of(results):
+        key, title, pct = _spec(subtask)
+        if not key:
+            continue
+        langs = sorted(
+            {lang for m in models for lang in results["scores"][m].get(subtask, {}).get("per_language", {})}
+        )
+        fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(langs) * max(1, len(models)) / 2 + 3), 3.6))
+        width = 0.8 / max(1, len(models))
+        for k, model in enumerate(models):
+            per = results["scores"][model].get(subtask, {}).get("per_language", {})
+            vals = [(per.get(lang, {}).get(key) or 0.0) * (100 if pct else 1) for lang in langs]
+            ax.bar([i + k * width for i in range(len(langs))], vals, width, label=model)
+        ax.set_xticks([i + width * (len(models) - 1) / 2 for i in range(len(langs))], langs)
+        ax.set_ylabel(title)
+        ax.set_title(f"{subtask}: {title} per language")
+        ax.legend(fontsize=8)
+        fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.12)  # tight_layout costs ~1 s a chart
+        path = out_dir / f"{subtask}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    paths.append(_summary_chart(results, out_dir, plt))
+    return paths
+
+
+def _summary_chart(results: dict, out_dir: Path, plt) -> Path:
+    subs = [s for s in subtasks_of(results) if _spec(s)[0]]
+    models = list(results["scores"])
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(subs) + 2), 3.8))
+    width = 0.8 / max(1, len(models))
+    for k, model in enumerate(models):
+        vals = []
+        for sub in subs:
+            key, _, pct = _spec(sub)
+            v = results["scores"][model].get(sub, {}).get("mean", {}).get(key) or 0.0
+            vals.append(v * 100 if pct else v)
+        ax.bar([i + k * width for i in range(len(subs))], vals, width, label=model)
+    ax.set_xticks(
+        [i + width * (len(models) - 1) / 2 for i in range(len(subs))],
+        [f"{s}\n{_spec(s)[1]}" for s in subs],
+        fontsize=7,
+    )
+    ax.set_title("model vs model (mean over languages)")
+    ax.legend(fontsize=8)
+    fig.subplots_adjust(left=0.06, right=0.98, top=0.9, bottom=0.22)
+    path = out_dir / "summary.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def render_markdown(results: dict, charts: list[Path]) -> str:
+    lines = [f"# crossling eval: {results['name']}", "", f"Created {results['created']}. Languages: "
+             f"{', '.join(results['languages'])}. Means are unweighted over languages.", "", "## Main table", "",
+             main_table(results), ""]  # fmt: skip
+    checks = target_check(results)
+    if checks:
+        lines += ["## Targets (issue 9)", "", *checks, ""]
+    if results.get("skipped_models"):
+        lines += (
+            ["## Models left out", ""]
+            + [f"- {m}: {why}" for m, why in results["skipped_models"].items()]
+            + [""]
+        )
+    for subtask in subtasks_of(results):
+        lines += [f"## {subtask}", ""]
+        for key, title, pct in _metrics(subtask):
+            lines += [f"{title}:", "", language_table(results, subtask, key, pct), ""]
+        notes = {
+            m: s[subtask].get("not_covered")
+            for m, s in results["scores"].items()
+            if s.get(subtask, {}).get("not_covered")
+        }
+        if notes:
+            lines += [f"Not covered by the dataset: {', '.join(next(iter(notes.values())))}.", ""]
+        if (out := Path(f"{subtask}.png")) and any(p.name == out.name for p in charts):
+            lines += [f"![{subtask}]({out.name})", ""]
+    lines += _reward_section(results)
+    if results.get("win_rate_table"):
+        body = results["win_rate_table"].split("\n", 1)[-1].strip()  # drop align's own title
+        lines += ["## DPO over SFT win rate (from align)", "", body, ""]
+    if results.get("lm_eval") and any(results["lm_eval"].values()):
+        lines += [
+            "## MGSM under lm-eval task names",
+            "",
+            "```json",
+            json.dumps(results["lm_eval"], indent=1),
+            "```",
+            "",
+        ]
+    lines += ["![summary](summary.png)", ""]
+    return "\n".join(lines)
+
+
+def _reward_section(results: dict) -> list[str]:
+    rm = results.get("reward_model")
+    if rm:
+        sub = rm["reward_transfer"]
+        langs = list(sub["per_language"])
+        row = " | ".join(_fmt(sub["per_language"][lang]["accuracy"], True) for lang in langs)
+        return ["## Reward model (from align)", "", f"Source: `{sub.get('source')}`", "",
+                "| | " + " | ".join(langs) + " | mean |", "|" + "---|" * (len(langs) + 2),
+                f"| accuracy % | {row} | {_fmt(sub['mean'].get('accuracy'), True)} |", ""]  # fmt: skip
+    if results.get("reward_model_missing"):
+        return ["## Reward model (from align)", "", f"Not available: {results['reward_model_missing']}.", ""]
+    return []
+
+
+def write_report(results: dict, out_dir: str | Path) -> Path:
+    out_dir = Path(out_dir)
+    charts = write_charts(results, out_dir)
+    path = out_dir / "report.md"
+    path.write_text(render_markdown(results, charts), encoding="utf-8")
+    return path
