@@ -19,7 +19,7 @@ endif
 PYTEST_ARGS ?=
 FAST ?=
 
-.PHONY: install test test-fast lint format model data train-sft train reward dpo kto serve ui demo eval bench clean help
+.PHONY: install browser-deps win-rate preferences test test-fast lint format model data train-sft train reward dpo kto serve ui demo eval bench clean help
 
 help:
 	@echo "make demo      - the main job on the embedded default model (FAST=1 for a smoke run)"
@@ -44,7 +44,11 @@ endif
 	$(PY) -c "import vllm, trl, peft, bitsandbytes, transformers; print('crossling install ok: torch', __import__('torch').__version__, '| transformers', transformers.__version__, '| vllm', vllm.__version__)"
 	@touch $(STAMP)
 
-test: install
+# Browser tests drive Debian's chromium with Noto fonts (apt, no browser download from elsewhere).
+browser-deps:
+	scripts/install_browser.sh
+
+test: install browser-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install
@@ -76,16 +80,22 @@ dpo: install
 kto: install
 	$(CROSSLING) align kto configs/align/gemma3-270m_kto.yaml
 
-train: train-sft reward dpo
+train: train-sft preferences reward dpo
 
 serve: install
 	$(CROSSLING) serve configs/serve/default.yaml
 
 ui: install
-	$(CROSSLING) ui
+	$(CROSSLING) ui $(if $(BASE_URL),--base-url $(BASE_URL)) $(if $(API_KEY),--api-key $(API_KEY))
 
 eval: install
-	$(CROSSLING) eval configs/eval/default.yaml
+	$(CROSSLING) eval run configs/eval/default.yaml
+
+win-rate: install
+	$(CROSSLING) align win-rate configs/align/gemma3-270m_win_rate.yaml
+
+preferences: install
+	$(CROSSLING) align data configs/align/preferences.yaml
 
 demo: install
 	$(CROSSLING) demo $(if $(FAST),--fast)
