@@ -1,3 +1,7 @@
-from sft.cli import main
+"""``python -m sft ...`` (what ``accelerate launch -m sft train CONFIG`` runs): the ``crossling sft`` CLI."""
 
-raise SystemExit(main())
+import sys
+
+from crossling.cli import main
+
+raise SystemExit(main(["sft", *sys.argv[1:]]))

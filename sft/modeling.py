@@ -63,6 +63,15 @@ def nf4_config(device: str):
     )
 
 
+def sharded_launch() -> bool:
+    """True under ``accelerate launch`` with FSDP or DeepSpeed: they place (and shard) weights themselves."""
+    import os
+
+    return any(
+        os.environ.get(k, "").lower() == "true" for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED")
+    )
+
+
 def _load_base(path: str, task: Task, quantization: Quantization, device: str, num_labels: int):
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
@@ -70,7 +79,8 @@ def _load_base(path: str, task: Task, quantization: Quantization, device: str, n
     kwargs: dict = {"dtype": compute_dtype(device) if device.startswith("cuda") else torch.float32}
     if quantization == "nf4":
         kwargs["quantization_config"] = nf4_config(device)
-        kwargs["device_map"] = {"": device}
+        if not sharded_launch():
+            kwargs["device_map"] = {"": device}
     cls = AutoModelForCausalLM if task == "causal_lm" else AutoModelForSequenceClassification
     if task == "seq_cls":
         kwargs["num_labels"] = num_labels
@@ -153,9 +163,10 @@ def load_model_for_training(
         model.config.use_cache = False
         _log_trainable(model)
         return model, tokenizer
-    if quantization == "nf4":
+    if quantization == "nf4" and not sharded_launch():
         # Casts the remaining (non-quantized) weights to fp32 and freezes the base. Gradient checkpointing
-        # is opt-in: at our sequence lengths it costs ~30% speed for memory we do not need.
+        # is opt-in: at our sequence lengths it costs ~30% speed for memory we do not need. Under FSDP /
+        # ZeRO-3 every weight must keep one dtype (the nf4 storage dtype), so this step is skipped there.
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     elif gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -188,4 +199,6 @@ def count_parameters(model) -> tuple[int, int]:
 
 def _log_trainable(model) -> None:
     trainable, total = count_parameters(model)
-    logger.info("trainable parameters: %s / %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    logger.info(
+        "trainable parameters: %s / %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total
+    )

@@ -1,0 +1,279 @@
+"""Run-folder helpers any crossling trainer reuses (sft, and align's reward/DPO/KTO).
+
+A run folder (``runs/<name>/``) holds ``config.yaml``, ``metrics.jsonl``, ``tb/`` (TensorBoard),
+``checkpoint-N/`` (atomic), ``adapter/`` (final PEFT adapter), ``loss.png`` and ``summary.json``.
+Here: the callbacks that write metrics and show progress, the atomic-checkpoint mixin for any
+``transformers.Trainer`` subclass, the loss plot, checkpoint averaging and adapter merging. Nothing
+here knows about SFT data; see ``sft.trainer`` for the SFT trainer itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
+
+from crossling.errors import CrosslingError
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+STAGING = ".staging"
+
+
+# --- callbacks -----------------------------------------------------------------------------------
+
+
+class MetricsJsonlCallback(TrainerCallback):
+    """Append every log (train and eval) as one JSON line: ``{"step", "epoch", "time", ...}``."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time(), 3), **logs}
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+class ThroughputProgressCallback(ProgressCallback):
+    """transformers' progress bar (steps, ETA) plus real tokens/s and the last loss.
+
+    ``tokens_fn`` returns the real (non-padding) tokens seen so far on all processes.
+    """
+
+    def __init__(self, tokens_fn, max_str_len: int = 100):
+        super().__init__(max_str_len)
+        self.tokens_fn = tokens_fn
+        self._t0: float | None = None
+        self._tokens0 = 0
+        self._loss: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        self._t0, self._tokens0 = time.time(), self.tokens_fn()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        super().on_step_end(args, state, control, **kwargs)
+        if self.training_bar is not None and self._t0 is not None:
+            rate = (self.tokens_fn() - self._tokens0) / max(time.time() - self._t0, 1e-6)
+            postfix = {"tok/s": f"{rate:.0f}"}
+            if self._loss is not None:
+                postfix["loss"] = f"{self._loss:.3f}"
+            self.training_bar.set_postfix(postfix, refresh=False)
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        pass  # one bar per language's eval would flood the console; eval is short
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self._loss = logs["loss"]
+        # the parent prints every log dict under the bar; keep the console to the bar (metrics.jsonl has all)
+        if state.is_world_process_zero and self.training_bar is not None and logs and "train_runtime" in logs:
+            self.training_bar.write(
+                json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items()})
+            )
+
+
+# --- atomic checkpoints --------------------------------------------------------------------------
+
+
+class AtomicCheckpointMixin:
+    """Mix into any ``transformers.Trainer`` subclass: a checkpoint appears whole or not at all.
+
+    transformers writes ``checkpoint-N/`` file by file, so a kill -9 mid-save leaves a folder that
+    ``resume_from_checkpoint`` would pick up and fail on. Here the checkpoint is written under
+    ``<output_dir>/.staging/`` and renamed into place (atomic on one filesystem) once every process
+    has finished writing; only then are old checkpoints rotated.
+    """
+
+    _staging_save = False
+
+    def _get_output_dir(self, trial):
+        run_dir = super()._get_output_dir(trial)
+        return os.path.join(run_dir, STAGING) if self._staging_save else run_dir
+
+    def _save_checkpoint(self, model, trial):
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+
+        self._staging_save = True
+        try:
+            staging = self._get_output_dir(trial)
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_save = False
+        run_dir = self._get_output_dir(trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            final = os.path.join(run_dir, name)
+            if os.path.exists(final):
+                shutil.rmtree(final)
+            os.replace(os.path.join(staging, name), final)
+            shutil.rmtree(staging, ignore_errors=True)
+            _fsync_dir(run_dir)
+            rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit)
+        self.accelerator.wait_for_everyone()
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def clean_staging(run_dir: str | Path) -> None:
+    """Remove a half-written checkpoint left by a killed run."""
+    shutil.rmtree(Path(run_dir) / STAGING, ignore_errors=True)
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [
+        (int(m.group(1)), p) for p in run_dir.iterdir() if (m := CHECKPOINT_RE.match(p.name)) and p.is_dir()
+    ]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+# --- plots ---------------------------------------------------------------------------------------
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def plot_losses(metrics_path: str | Path, out_png: str | Path, title: str = "loss") -> Path | None:
+    """Train loss and every ``eval_*loss`` series (one line per language) against step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(metrics_path)
+    series: dict[str, list[tuple[int, float]]] = {}
+    for rec in records:
+        for key, value in rec.items():
+            is_loss = key == "loss" or (key.startswith("eval_") and key.endswith("_loss"))
+            if is_loss and isinstance(value, (int, float)):
+                series.setdefault(key, []).append((rec["step"], float(value)))
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for key, points in sorted(series.items()):
+        steps, values = zip(*points, strict=True)
+        label = "train" if key == "loss" else key.removeprefix("eval_").removesuffix("_loss") or "eval"
+        style = "-" if key == "loss" else "--o"
+        ax.plot(steps, values, style, label=label, linewidth=2 if key == "loss" else 1, markersize=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
+
+
+# --- adapters: averaging and merging -------------------------------------------------------------
+
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def average_adapters(adapter_dirs: list[str | Path], out_dir: str | Path) -> Path:
+    """Uniform average of PEFT adapters of the same shape ("checkpoint averaging"; e.g. the last k
+    checkpoints of one run). Writes a normal adapter folder (config copied from the last one)."""
+    from safetensors.torch import load_file, save_file
+
+    dirs = [Path(d) for d in adapter_dirs]
+    if not dirs:
+        raise CrosslingError("average_adapters: no adapter folders given")
+    for d in dirs:
+        if not (d / ADAPTER_WEIGHTS).is_file():
+            raise CrosslingError(f"{d}: no {ADAPTER_WEIGHTS} (not a PEFT adapter folder)")
+    total = None
+    for d in dirs:
+        weights = load_file(str(d / ADAPTER_WEIGHTS))
+        if total is None:
+            total = {k: v.double() for k, v in weights.items()}
+            dtypes = {k: v.dtype for k, v in weights.items()}
+        else:
+            if weights.keys() != total.keys():
+                raise CrosslingError(f"{d}: adapter tensors differ from {dirs[0]} (different LoRA settings?)")
+            for k, v in weights.items():
+                total[k] += v.double()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    averaged = {k: (v / len(dirs)).to(dtypes[k]).contiguous() for k, v in total.items()}
+    save_file(averaged, str(out_dir / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    for name in ("adapter_config.json", "README.md"):
+        if (dirs[-1] / name).is_file():
+            shutil.copy(dirs[-1] / name, out_dir / name)
+    (out_dir / "averaged_from.json").write_text(json.dumps([str(d) for d in dirs], indent=2))
+    return out_dir
+
+
+def adapter_base_model(adapter_dir: str | Path) -> str:
+    config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
+    return config.get("base_model_name_or_path") or ""
+
+
+def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str | None = None) -> Path:
+    """Merge a LoRA adapter into a full-precision copy of its base and save a plain checkpoint.
+
+    The base is loaded unquantized (fp32 on CPU, bf16 on CUDA) even for QLoRA adapters: merging into
+    4-bit weights would round the update away. The result loads with ``from_pretrained`` / vLLM.
+    """
+    from peft import PeftModel
+
+    from crossling.models import load_causal_lm, load_tokenizer
+
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise CrosslingError(f"{adapter_dir}: no adapter_config.json (not a PEFT adapter folder)")
+    base = base_model or adapter_base_model(adapter_dir)
+    if not base:
+        raise CrosslingError(f"{adapter_dir}: adapter_config.json names no base model; pass --model")
+    model = load_causal_lm(base)
+    model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    tokenizer = load_tokenizer(base)
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "crossling.json").write_text(
+        json.dumps({"kind": "merged", "base": base, "adapter": str(adapter_dir)})
+    )
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return out_dir
