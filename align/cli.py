@@ -9,14 +9,13 @@ re-runs the report of a trained RM (e.g. on more languages).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import sys
 
 from align.config import DPORunConfig, KTORunConfig, PreferenceDataConfig, RewardRunConfig, WinRateConfig
-from crossling.config import add_config_arguments, load_config
+from crossling.config import parse_verb_config
 
 CONFIGS: dict[str, type] = {
     "data": PreferenceDataConfig,
@@ -37,22 +36,12 @@ HELP = {
 }
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="crossling align", description="reward transfer, DPO and KTO")
-    sub = parser.add_subparsers(dest="verb", required=True)
-    for verb, cls in CONFIGS.items():
-        add_config_arguments(sub.add_parser(verb, help=HELP[verb], description=HELP[verb]), cls)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = make_parser()
-    if not argv or argv[0] not in CONFIGS or any(a in ("-h", "--help") for a in argv):
-        parser.parse_args(argv)  # prints usage / help and exits
-    verb, rest = argv[0], argv[1:]
-    path = rest[0] if rest and not rest[0].startswith("--") else None  # CONFIG is optional
-    config = load_config(CONFIGS[verb], path, rest[1:] if path else rest)
+    verb, path, config = parse_verb_config(
+        "crossling align", "reward transfer, DPO and KTO", CONFIGS, HELP, argv
+    )
+    rest = argv[1:]
     command = f"crossling align {verb} " + " ".join(rest)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -196,3 +196,22 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return from_dict(tp, value, source=where)
     return value
+
+
+def parse_verb_config(
+    prog: str, description: str, configs: dict[str, type], help_: dict[str, str], argv: list[str]
+) -> tuple[str, str | None, Any]:
+    """``<verb> [CONFIG] [--field value ...]`` → (verb, config path, loaded config).
+
+    CONFIG is optional, so ``train --model x`` must not take ``x`` for the config: the arguments are
+    split by hand, and argparse only prints usage and ``--help`` (with every field listed).
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    sub = parser.add_subparsers(dest="verb", required=True)
+    for verb, cls in configs.items():
+        add_config_arguments(sub.add_parser(verb, help=help_[verb], description=help_[verb]), cls)
+    if not argv or argv[0] not in configs or any(a in ("-h", "--help") for a in argv):
+        parser.parse_args(argv)  # prints usage / help and exits
+    verb, rest = argv[0], argv[1:]
+    path = rest[0] if rest and not rest[0].startswith("--") else None
+    return verb, path, load_config(configs[verb], path, rest[1:] if path else rest)

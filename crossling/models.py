@@ -74,7 +74,9 @@ class Verification:
         lines = [f"tokenizer adds <bos>: {'yes' if self.bos_ok else 'NO'}"]
         for lang, text in self.continuations.items():
             rep = self.repetition[lang]
-            lines.append(f"  [{lang}] {VERIFY_PROMPTS.get(lang, '')} → {text.strip()!r} (repeated 3-grams {rep:.0%})")
+            lines.append(
+                f"  [{lang}] {VERIFY_PROMPTS.get(lang, '')} → {text.strip()!r} (repeated 3-grams {rep:.0%})"
+            )
         lines += [f"  FAIL: {f}" for f in self.failures]
         return "\n".join(lines)
 
@@ -87,7 +89,9 @@ def repeated_ngram_share(ids: list[int], n: int = 3) -> float:
     return 1.0 - len(set(grams)) / len(grams)
 
 
-def verify_model(model, tokenizer, prompts: dict[str, str] | None = None, max_new_tokens: int = 32) -> Verification:
+def verify_model(
+    model, tokenizer, prompts: dict[str, str] | None = None, max_new_tokens: int = 32
+) -> Verification:
     """Check what a person would notice first: BOS is added, and greedy text is not degenerate."""
     import torch
 
@@ -181,9 +185,7 @@ def prepare(
             reloaded = AutoModelForCausalLM.from_pretrained(work, dtype=torch.float32)
             verification = verify_model(reloaded, reloaded_tok)
             if not verification.ok:
-                raise CrosslingError(
-                    "converted default model failed verification:\n" + verification.report()
-                )
+                raise CrosslingError("converted default model failed verification:\n" + verification.report())
         bar.update()
         bar.set_postfix_str(steps[5])
         manifest = {

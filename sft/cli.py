@@ -5,13 +5,12 @@ Under ``accelerate launch`` use the module form: ``accelerate launch -m sft trai
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import sys
 
-from crossling.config import add_config_arguments, load_config
+from crossling.config import parse_verb_config
 from sft.config import AverageConfig, MergeConfig, SFTRunConfig
 
 CONFIGS: dict[str, type] = {"train": SFTRunConfig, "merge": MergeConfig, "average": AverageConfig}
@@ -23,37 +22,25 @@ HELP = {
 }
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="crossling sft", description="QLoRA supervised fine-tuning")
-    sub = parser.add_subparsers(dest="verb", required=True)
-    for verb, cls in CONFIGS.items():
-        add_config_arguments(sub.add_parser(verb, help=HELP[verb], description=HELP[verb]), cls)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = make_parser()
-    if not argv or argv[0] not in CONFIGS or any(a in ("-h", "--help") for a in argv):
-        parser.parse_args(argv)  # prints usage / help and exits
-    # CONFIG is optional, so `train --model x` must not take x for the config: split by hand
-    verb, rest = argv[0], argv[1:]
-    path = rest[0] if rest and not rest[0].startswith("--") else None
-    config = load_config(CONFIGS[verb], path, rest[1:] if path else rest)
-    args = argparse.Namespace(verb=verb, config=path)
+    verb, path, config = parse_verb_config(
+        "crossling sft", "QLoRA supervised fine-tuning", CONFIGS, HELP, argv
+    )
+    rest = argv[1:]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if args.verb == "train":
+    if verb == "train":
         from sft.recipe import run
 
         command = "crossling sft train " + " ".join(rest)
         run(config, command=command)
-    elif args.verb == "merge":
+    elif verb == "merge":
         from sft.runs import merge_adapter
 
         out = merge_adapter(config.adapter, config.output, config.model)
         print(f"merged {config.adapter} → {out}")
-    elif args.verb == "average":
+    elif verb == "average":
         from sft.runs import average_adapters, list_checkpoints
 
         dirs = config.adapters or [str(p) for p in list_checkpoints(config.run)[-config.last :]]
