@@ -18,11 +18,14 @@ class LimitsConfig:
         default=1_000_000, metadata={"help": "Largest request body in bytes; larger ones get 413."}
     )
     max_prompt_tokens: int = field(
-        default=4096, metadata={"help": "Longest prompt (after the chat template) in tokens; longer gets 400."}
+        default=4096,
+        metadata={"help": "Longest prompt (after the chat template) in tokens; longer gets 400."},
     )
     max_completion_tokens: int = field(
         default=1024,
-        metadata={"help": "Most new tokens one choice may ask for (also the default when a request sets none)."},
+        metadata={
+            "help": "Most new tokens one choice may ask for (also the default when a request sets none)."
+        },
     )
     max_n: int = field(default=8, metadata={"help": "Most choices (`n`) one request may ask for."})
     max_concurrent_requests: int = field(
@@ -30,12 +33,16 @@ class LimitsConfig:
     )
     max_queue: int = field(
         default=64,
-        metadata={"help": "Requests allowed to wait for a slot; beyond it the server answers 429 + Retry-After."},
+        metadata={
+            "help": "Requests allowed to wait for a slot; beyond it the server answers 429 + Retry-After."
+        },
     )
     retry_after_s: int = field(default=2, metadata={"help": "Seconds sent in Retry-After with a 429."})
     request_timeout_s: float = field(
         default=300.0,
-        metadata={"help": "Wall-clock limit per request (queue + generation); past it the generation is aborted."},
+        metadata={
+            "help": "Wall-clock limit per request (queue + generation); past it the generation is aborted."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -60,16 +67,20 @@ class ServeConfig:
     )
     adapters: dict[str, str] = field(
         default_factory=dict,
-        metadata={"help": "LoRA adapters by name: {name: path to a PEFT adapter folder}; clients send the name."},
+        metadata={
+            "help": "LoRA adapters by name: {name: path to a PEFT adapter folder}; clients send the name."
+        },
     )
     engine: Literal["auto", "vllm", "transformers"] = field(
         default="auto", metadata={"help": "auto = vLLM when installed, else transformers."}
     )
     dtype: str = field(
-        default="auto", metadata={"help": "auto = float32 on CPU (fast there), bf16/fp16 on CUDA; or a dtype name."}
+        default="auto",
+        metadata={"help": "auto = float32 on CPU (fast there), bf16/fp16 on CUDA; or a dtype name."},
     )
     max_model_len: int = field(
-        default=4096, metadata={"help": "Context length the engine reserves per sequence (prompt + completion)."}
+        default=4096,
+        metadata={"help": "Context length the engine reserves per sequence (prompt + completion)."},
     )
     max_batch_size: int = field(
         default=16,
@@ -79,11 +90,20 @@ class ServeConfig:
     kv_cache_gib: float = field(
         default=2.0, metadata={"help": "vLLM on CPU: GiB reserved for the KV cache (VLLM_CPU_KVCACHE_SPACE)."}
     )
+    torch_threads: int | None = field(
+        default=None,
+        metadata={
+            "help": "transformers engine: torch intra-op threads (None = torch's default). 1 is much faster "
+            "for tiny models on a busy CPU, where spinning thread pools fight other processes."
+        },
+    )
     host: str = field(default="127.0.0.1", metadata={"help": "Interface to listen on (0.0.0.0 = all)."})
     port: int = field(default=8000, metadata={"help": "TCP port."})
     api_keys: list[str] = field(
         default_factory=list,
-        metadata={"help": "Accepted Bearer keys. Better: api_key_file or $CROSSLING_API_KEYS (comma-separated)."},
+        metadata={
+            "help": "Accepted Bearer keys. Better: api_key_file or $CROSSLING_API_KEYS (comma-separated)."
+        },
     )
     api_key_file: str | None = field(
         default=None, metadata={"help": "File with one accepted key per line (# comments allowed)."}
@@ -95,16 +115,24 @@ class ServeConfig:
             "`crossling serve` makes one for the run and prints it."
         },
     )
-    limits: LimitsConfig = field(default_factory=LimitsConfig, metadata={"help": "Hard limits (see LimitsConfig)."})
+    limits: LimitsConfig = field(
+        default_factory=LimitsConfig, metadata={"help": "Hard limits (see LimitsConfig)."}
+    )
     safety: bool = field(
         default=False,
         metadata={"help": "Run the built-in multilingual safety filter on input and streamed output."},
+    )
+    safety_config: str | None = field(
+        default=None,
+        metadata={"help": "YAML for the safety filter (configs/safety/...); None = its defaults."},
     )
     safety_window_chars: int = field(
         default=160,
         metadata={"help": "Streamed output is held back and checked in windows of this many characters."},
     )
-    ui: bool = field(default=True, metadata={"help": "Mount the Gradio chat UI at /ui (when serve.ui is installed)."})
+    ui: bool = field(
+        default=True, metadata={"help": "Mount the Gradio chat UI at /ui (when serve.ui is installed)."}
+    )
     log_level: str = field(default="info", metadata={"help": "uvicorn / crossling log level."})
 
     def __post_init__(self) -> None:

@@ -34,6 +34,8 @@ class SamplingSettings:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     logprobs: int | None = None  # None: no logprobs; k >= 0: chosen token + k alternatives
+    ignore_eos: bool = False  # vLLM's extension: run to max_tokens (benchmarks)
+    min_tokens: int = 0  # vLLM's extension: no end-of-sequence before this many tokens
 
     @property
     def greedy(self) -> bool:
@@ -115,9 +117,18 @@ class StopMatcher:
             cut = min(hits)
             out, self.sent = self.text[self.sent : cut], cut
             return out, True
-        upto = len(self.text) if final else max(self.sent, len(self.text) - self.hold)
+        upto = len(self.text) if final else len(self.text) - self._open_prefix()
+        upto = max(upto, self.sent)
         out, self.sent = self.text[self.sent : upto], upto
         return out, False
+
+    def _open_prefix(self) -> int:
+        """Length of the longest tail of the text that a stop string starts with (held back)."""
+        for k in range(min(self.hold, len(self.text) - self.sent), 0, -1):
+            tail = self.text[-k:]
+            if any(s.startswith(tail) for s in self.stops):
+                return k
+        return 0
 
 
 class IncrementalDecoder:

@@ -1,0 +1,111 @@
+"""``create_app(config, engine=None, safety=None)``: the FastAPI app ``crossling serve`` runs.
+
+Wires the engine, the safety filter (any object with ``check``/``refusal``), keys, limits, metrics,
+the OpenAI routes and, when ``serve.ui`` is importable, the Gradio UI at ``/ui``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from serve.auth import KeyChecker, collect_keys
+from serve.config import ServeConfig
+from serve.engine import Engine, build_engine
+from serve.errors import error_response, install_error_handlers
+from serve.limits import ConcurrencyLimiter
+from serve.metrics import ServerMetrics
+from serve.openai.router import router
+from serve.openai.serving import OpenAIServing
+
+log = logging.getLogger("crossling.serve")
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body is over this server's limit of {limit} bytes")
+
+
+class BodySizeLimit:
+    """413 for bodies over ``max_bytes``: by Content-Length up front, else while reading a chunked body."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            response = error_response(413, BodyTooLarge(self.max_bytes).detail, code="body_too_large")
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)  # FastAPI passes HTTPExceptions through body parsing
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def create_app(config: ServeConfig, engine: Engine | None = None, safety=None) -> FastAPI:
+    engine = engine or build_engine(config)
+    metrics = ServerMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await engine.start()
+        log.info("serving %s (+ %d adapters)", config.model_name, len(engine.adapters))
+        try:
+            yield
+        finally:
+            await engine.shutdown()
+
+    app = FastAPI(title="crossling", version="0.1.0", lifespan=lifespan)
+    app.state.serving = OpenAIServing(engine, config, metrics, safety)
+    app.state.keys = KeyChecker(collect_keys(config.api_keys, config.api_key_file), config.allow_no_auth)
+    lim = config.limits
+    app.state.limiter = ConcurrencyLimiter(
+        lim.max_concurrent_requests, lim.max_queue, lim.retry_after_s, metrics
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=lim.max_body_bytes)
+    if config.ui:
+        mount_ui(app, config)
+    return app
+
+
+def local_base_url(config: ServeConfig) -> str:
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+    return f"http://{host}:{config.port}/v1"
+
+
+def mount_ui(app: FastAPI, config: ServeConfig) -> bool:
+    """Mount the Gradio UI at /ui when the UI area is installed; it talks to this API over HTTP."""
+    if importlib.util.find_spec("serve.ui") is None or importlib.util.find_spec("serve.ui.app") is None:
+        return False
+    from serve.ui import app as ui_app
+
+    keys = collect_keys(config.api_keys, config.api_key_file)
+    # The page holds the key server-side; reaching /ui therefore means using the API, so the key is
+    # only handed over when the server listens on loopback (see docs/serve.md).
+    loopback = config.host in ("127.0.0.1", "localhost", "::1")
+    key = keys[0] if keys and loopback else None
+    if hasattr(ui_app, "mount_ui"):
+        ui_app.mount_ui(app, local_base_url(config), key, path="/ui")
+    else:
+        import gradio as gr
+
+        gr.mount_gradio_app(app, ui_app.build_ui(local_base_url(config), key), path="/ui")
+    return True

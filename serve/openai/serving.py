@@ -1,0 +1,302 @@
+"""Serving logic shared by chat and text completions, written once against the engine protocol.
+
+``OpenAIServing`` resolves the model name to the base model or an adapter, checks prompt and
+completion limits, runs the input safety check, and runs the ``n`` choices of a request as one
+:class:`Generation`: engine streams merged, output held back and checked in windows when a safety
+filter is on, metrics recorded, and every unfinished engine request aborted when the client goes
+away, the request times out or the filter cuts a choice. Not here: HTTP routing and JSON shapes of
+each endpoint (``serving_chat`` / ``serving_completion``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from serve.config import ServeConfig
+from serve.engine.base import Delta, Engine, SamplingSettings, TokenLogprob, UnknownAdapterError
+from serve.errors import APIError
+from serve.metrics import ServerMetrics
+from serve.openai.protocol import ModelCard, ModelList, _SamplingFields
+
+log = logging.getLogger("crossling.serve")
+SAFETY_HEADER = "x-crossling-safety"
+_SAFETY_CONTEXT_CHARS = 2000  # output checks read the tail of the text, not all of a long answer
+
+
+@dataclass
+class ChoiceEvent:
+    index: int
+    text: str
+    token_ids: list[int]
+    logprobs: list[TokenLogprob] | None
+    finish_reason: str | None = None
+    safety: dict | None = None  # set when the safety filter cut this choice
+
+
+def verdict_info(verdict, stage: str) -> dict:
+    """The verdict as clients see it (header + ``crossling_safety`` field), in the UI's keys."""
+    return {
+        "action": verdict.action,
+        "category": verdict.top_category,
+        "flagged_categories": list(verdict.flagged_categories),
+        "language": verdict.language,
+        "stage": stage,
+    }
+
+
+def safety_header(info: dict | None) -> dict[str, str]:
+    return {SAFETY_HEADER: json.dumps(info, ensure_ascii=True)} if info else {}
+
+
+class OutputGuard:
+    """Holds streamed text back until the safety filter has read it, ``window`` characters at a time."""
+
+    def __init__(self, safety, window: int) -> None:
+        self.safety, self.window = safety, window
+        self.checked = ""
+        self.pending = ""
+        self.pending_lp: list[TokenLogprob] = []
+        self.pending_ids: list[int] = []
+
+    async def feed(
+        self, delta: Delta, final: bool
+    ) -> tuple[str, list[int], list[TokenLogprob] | None, object]:
+        """Returns (text, token ids, logprobs) cleared for release, and a blocking verdict or None."""
+        self.pending += delta.text
+        self.pending_ids += delta.token_ids
+        if delta.logprobs:
+            self.pending_lp += delta.logprobs
+        if self.safety is not None and not (final or len(self.pending) >= self.window):
+            return "", [], None, None
+        if self.safety is not None and self.pending:
+            text = (self.checked + self.pending)[-_SAFETY_CONTEXT_CHARS:]
+            verdict = await asyncio.to_thread(self.safety.check, text, "assistant")
+            if verdict.blocked:
+                return "", [], None, verdict
+        out = (self.pending, self.pending_ids, self.pending_lp if delta.logprobs is not None else None)
+        self.checked += self.pending
+        self.pending, self.pending_ids, self.pending_lp = "", [], []
+        return (*out, None)
+
+
+@dataclass
+class Generation:
+    """The choices of one request running on the engine."""
+
+    serving: OpenAIServing
+    request_id: str
+    prompts: list[list[int]]  # one per choice
+    sampling: list[SamplingSettings]
+    adapter: str | None
+    model: str
+    started: float = field(default_factory=time.monotonic)
+    first_token_at: float | None = None
+    completion_tokens: dict[int, int] = field(default_factory=dict)
+    finished: set[int] = field(default_factory=set)
+
+    def choice_id(self, i: int) -> str:
+        return f"{self.request_id}-{i}"
+
+    async def events(self) -> AsyncIterator[ChoiceEvent]:
+        engine, s = self.serving.engine, self.serving
+        streams = [
+            engine.generate(p, sp, self.adapter, self.choice_id(i))
+            for i, (p, sp) in enumerate(zip(self.prompts, self.sampling, strict=True))
+        ]
+        guards = [OutputGuard(s.safety, s.config.safety_window_chars) for _ in streams]
+        try:
+            async for i, delta in merge_streams(streams):
+                if i in self.finished:  # cut by the filter: the engine may still flush a delta or two
+                    continue
+                if self.first_token_at is None and delta.token_ids:
+                    self.first_token_at = time.monotonic()
+                    s.metrics.ttft.labels(self.model).observe(self.first_token_at - self.started)
+                self.completion_tokens[i] = delta.completion_tokens
+                final = delta.finish_reason is not None
+                text, ids, lps, verdict = await guards[i].feed(delta, final)
+                if verdict is not None:
+                    info = verdict_info(verdict, "output")
+                    s.record_block(info)
+                    s.metrics.aborted.labels("safety").inc()
+                    await engine.abort(self.choice_id(i))
+                    self.finished.add(i)
+                    yield ChoiceEvent(i, "", [], None, "content_filter", info)
+                    continue
+                if final:
+                    self.finished.add(i)
+                if text or lps or final:  # ids without text yet (a split character) wait
+                    finish = "stop" if delta.finish_reason == "abort" else delta.finish_reason
+                    yield ChoiceEvent(i, text, ids, lps, finish)
+        finally:
+            unfinished = [i for i in range(len(streams)) if i not in self.finished]
+            for i in unfinished:
+                await engine.abort(self.choice_id(i))
+            if unfinished:
+                s.metrics.aborted.labels("client_or_timeout").inc()
+            s.metrics.generation_tokens.labels(self.model).inc(sum(self.completion_tokens.values()))
+
+    def usage_completion(self) -> int:
+        return sum(self.completion_tokens.values())
+
+
+async def merge_streams(streams: list[AsyncIterator[Delta]]) -> AsyncIterator[tuple[int, Delta]]:
+    """Interleave several engine streams as their deltas arrive; closing it cancels them all."""
+    if len(streams) == 1:
+        async for d in streams[0]:
+            yield 0, d
+        return
+    queue: asyncio.Queue = asyncio.Queue()
+    done = object()
+
+    async def pump(i: int, stream: AsyncIterator[Delta]) -> None:
+        try:
+            async for d in stream:
+                await queue.put((i, d))
+        except Exception as e:
+            await queue.put((i, e))
+        finally:
+            await queue.put((i, done))
+
+    tasks = [asyncio.create_task(pump(i, st)) for i, st in enumerate(streams)]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            i, item = await queue.get()
+            if item is done:
+                remaining -= 1
+            elif isinstance(item, Exception):
+                raise item
+            else:
+                yield i, item
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class OpenAIServing:
+    def __init__(self, engine: Engine, config: ServeConfig, metrics: ServerMetrics, safety=None) -> None:
+        self.engine, self.config, self.metrics, self.safety = engine, config, metrics, safety
+        self.limits = config.limits
+
+    # --- models -----------------------------------------------------------------------------------
+
+    def model_list(self) -> ModelList:
+        base = self.config.model_name
+        cards = [ModelCard(id=base, root=self.config.model)]
+        cards += [ModelCard(id=name, root=path, parent=base) for name, path in self.engine.adapters.items()]
+        return ModelList(data=cards)
+
+    def resolve_adapter(self, model: str) -> str | None:
+        """The adapter a ``model`` name asks for (None = the base model); 404 for unknown names."""
+        if model in (self.config.model_name, self.config.model):
+            return None
+        if model in self.engine.adapters:
+            return model
+        known = ", ".join([self.config.model_name, *self.engine.adapters])
+        raise APIError(
+            404, f"The model `{model}` does not exist. Served: {known}", param="model", code="model_not_found"
+        )
+
+    # --- request checks ---------------------------------------------------------------------------
+
+    def log_unknown(self, request: _SamplingFields, endpoint: str) -> None:
+        unknown = request.unknown_fields()
+        if unknown:
+            log.warning("%s: ignoring unknown request field(s): %s", endpoint, ", ".join(unknown))
+
+    def check_n(self, n: int) -> None:
+        if n > self.limits.max_n:
+            raise APIError(400, f"n={n} is over this server's limit of {self.limits.max_n}", param="n")
+
+    def max_tokens(self, request: _SamplingFields, prompt_len: int) -> int:
+        """Completion budget: the request's, within limits and the context left after the prompt."""
+        if prompt_len > self.limits.max_prompt_tokens:
+            raise APIError(
+                400,
+                f"prompt is {prompt_len} tokens; this server accepts at most {self.limits.max_prompt_tokens}",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        room = self.engine.max_model_len - prompt_len
+        if room < 1:
+            raise APIError(
+                400,
+                f"prompt is {prompt_len} tokens; the model's context is {self.engine.max_model_len}",
+                code="context_length_exceeded",
+            )
+        asked = request.requested_max_tokens()
+        if asked is None:
+            return min(self.limits.max_completion_tokens, room)
+        if asked > self.limits.max_completion_tokens:
+            raise APIError(
+                400,
+                f"max_tokens={asked} is over this server's limit of {self.limits.max_completion_tokens}",
+                param="max_tokens",
+            )
+        if asked > room:
+            raise APIError(
+                400,
+                f"prompt ({prompt_len} tokens) + max_tokens ({asked}) exceeds the model's context of "
+                f"{self.engine.max_model_len} tokens",
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
+        return asked
+
+    async def check_input(self, text: str) -> tuple[dict | None, str | None, str | None]:
+        """Input safety: (verdict info, refusal text) when the filter blocks, and the user's language."""
+        if self.safety is None or not text.strip():
+            return None, None, None
+        verdict = await asyncio.to_thread(self.safety.check, text, "user")
+        if not verdict.blocked:
+            return None, None, verdict.language
+        info = verdict_info(verdict, "input")
+        self.record_block(info)
+        return info, self.safety.refusal(verdict.language, verdict.top_category), verdict.language
+
+    def record_block(self, info: dict) -> None:
+        self.metrics.safety_blocks.labels(
+            info["stage"], info["language"] or "unknown", info["category"] or "unspecified"
+        ).inc()
+
+    def deadline(self, started: float) -> float:
+        return started + self.limits.request_timeout_s
+
+    def new_generation(
+        self,
+        request_id: str,
+        prompts: list[list[int]],
+        sampling: list[SamplingSettings],
+        adapter: str | None,
+        model: str,
+    ) -> Generation:
+        self.metrics.prompt_tokens.labels(model).inc(sum(len(p) for p in prompts))
+        return Generation(self, request_id, prompts, sampling, adapter, model)
+
+
+async def with_deadline(events: AsyncIterator, deadline: float) -> AsyncIterator:
+    """Iterate ``events`` until ``deadline`` (monotonic); past it raise 504 (the caller aborts)."""
+    iterator = events.__aiter__()
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            try:
+                item = await asyncio.wait_for(iterator.__anext__(), remaining)
+            except StopAsyncIteration:
+                return
+            yield item
+    except (TimeoutError, asyncio.TimeoutError):  # distinct types before Python 3.11
+        raise APIError(504, "request timed out; generation aborted", code="timeout") from None
+    finally:
+        await iterator.aclose()
+
+
+__all__ = ["UnknownAdapterError", "OpenAIServing", "Generation", "ChoiceEvent", "with_deadline"]

