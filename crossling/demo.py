@@ -1,8 +1,8 @@
 """``crossling demo``: the main job on the embedded default model, end to end.
 
 prepare model → build data → build preference pairs → SFT (QLoRA) → reward model (English) →
-DPO on target-language samples scored by the transferred reward → evaluate base vs SFT vs DPO →
-win rates → serve the tuned adapters with the UI.
+DPO on target-language samples scored by the transferred reward → DPO-vs-SFT win rates →
+evaluate base vs SFT vs DPO (report embeds the win rates) → serve the tuned adapters with the UI.
 
 Each stage runs the same ``crossling`` command a user would type (in a subprocess, so memory is given
 back between stages) and is skipped when its output already exists, so a rerun resumes where the last
@@ -76,17 +76,18 @@ def stages(fast: bool) -> list[Stage]:
             f"{dpo_dir}/adapter/adapter_config.json",
         ),
         Stage(
-            "eval",
-            ["eval", "run", eval_cfg, "--models", models, "--reward_report", f"{rm_dir}/transfer.json"],
-            f"results/{eval_name}/report.md",
-        ),
-        Stage(
             "win-rate",
             ["align", "win-rate", "configs/align/gemma3-270m_win_rate.yaml",
              "--baseline_adapter", f"{sft_dir}/adapter", "--candidate_adapter", f"{dpo_dir}/adapter",
              "--reward_model", rm_dir, "--output_dir", f"results/{eval_name}/win_rate"]
             + (win_fast if fast else []),
-            f"results/{eval_name}/win_rate",
+            f"results/{eval_name}/win_rate/win_rate.json",
+        ),
+        Stage(
+            "eval",
+            ["eval", "run", eval_cfg, "--models", models, "--reward_report", f"{rm_dir}/transfer.json",
+             "--win_rate_report", f"results/{eval_name}/win_rate/win_rate.json"],
+            f"results/{eval_name}/report.md",
         ),
     ]  # fmt: skip
 
@@ -133,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         print((results / "report.md").read_text(encoding="utf-8")[:4000])
     if not args.serve:
         return 0
-    sft_dir, dpo_dir = plan[2].done_when.rsplit("/", 2)[0], plan[4].done_when.rsplit("/", 2)[0]
+    sft_dir, dpo_dir = (
+        next(s for s in plan if s.name == n).done_when.rsplit("/", 2)[0] for n in ("sft", "dpo")
+    )
     adapters = f"{{sft: {sft_dir}/adapter, dpo: {dpo_dir}/adapter}}"
     serve = ["serve", "configs/serve/default.yaml", "--adapters", adapters, "--port", str(args.port)]
     print(f"\n== [serve] crossling {' '.join(serve)}  (Ctrl-C to stop)", flush=True)
