@@ -21,7 +21,9 @@ def test_user_errors_print_one_line_not_a_traceback(tmp_path):
     # `python -m crossling` reaches the same entry point as the console script.
     proc = subprocess.run(
         [sys.executable, "-m", "crossling", "model", "path", "--cache", str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 1 and str(tmp_path) in proc.stdout
     assert "Traceback" not in proc.stderr

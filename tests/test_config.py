@@ -28,7 +28,9 @@ class _Cfg:
 def test_yaml_then_overrides(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("# crossling x y c.yaml\nmax_steps: 5\nlearning_rate: 2e-4\nlanguages: [fr, sw]\n")
-    cfg = load_config(_Cfg, p, ["--max_steps", "7", "--packing", "--weights", "{de: 0.5}", "--engine=transformers"])
+    cfg = load_config(
+        _Cfg, p, ["--max_steps", "7", "--packing", "--weights", "{de: 0.5}", "--engine=transformers"]
+    )
     assert cfg.max_steps == 7 and cfg.learning_rate == 2e-4 and cfg.packing is True
     assert cfg.languages == ["fr", "sw"] and cfg.weights == {"de": 0.5} and cfg.engine == "transformers"
     assert cfg.adapter is None

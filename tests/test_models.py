@@ -16,12 +16,14 @@ def test_chat_template_marks_only_assistant_turns(tiny_tokenizer):
         {"role": "assistant", "content": "সুপ্রভাত"},
     ]
     text = tiny_tokenizer.apply_chat_template(msgs, tokenize=False)
-    assert text.startswith("<bos><start_of_turn>user\nAnswer in German.\n\nTranslate: good morning<end_of_turn>\n")
+    assert text.startswith(
+        "<bos><start_of_turn>user\nAnswer in German.\n\nTranslate: good morning<end_of_turn>\n"
+    )
     assert text.count("<start_of_turn>model\n") == 2 and text.count("<bos>") == 1
     enc = tiny_tokenizer.apply_chat_template(
         msgs, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
     )
-    trained = [i for i, m in zip(enc["input_ids"], enc["assistant_masks"]) if m]
+    trained = [i for i, m in zip(enc["input_ids"], enc["assistant_masks"], strict=True) if m]
     assert tiny_tokenizer.decode(trained) == "Guten Morgen<end_of_turn>সুপ্রভাত<end_of_turn>"
 
 
