@@ -10,11 +10,11 @@ counted under the non-English language of the pair, so "sw" holds sw→sw, en→
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from crossling.errors import DataError
+from data_recipes.loaders import read_records
 from evaluation.metrics import in_language
 from evaluation.tasks.base import Item, SubtaskScores, group_means
 
@@ -23,22 +23,11 @@ SUBTASK = "language_fidelity"
 
 def load_open_prompts(path: str | Path) -> list[dict]:
     """Rows ``{"id", "kind", "lang", "target_lang", "prompt"}``; a bad line is an error naming it."""
-    path = Path(path)
-    if not path.is_file():
+    if not Path(path).is_file():
         raise DataError(f"fidelity prompts not found: {path}")
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: not valid JSON: {e}") from e
-            missing = {"id", "kind", "lang", "target_lang", "prompt"} - set(row)
-            if missing:
-                raise DataError(f"{path}:{lineno}: missing field(s) {', '.join(sorted(missing))}")
-            rows.append(row)
+    rows = read_records(path, required=("id", "kind", "lang", "prompt", "target_lang"))
+    for row in rows:
+        row.pop("_line", None)
     return rows
 
 
