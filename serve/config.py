@@ -126,10 +126,6 @@ class ServeConfig:
         default=None,
         metadata={"help": "YAML for the safety filter (configs/safety/...); None = its defaults."},
     )
-    safety_window_chars: int = field(
-        default=160,
-        metadata={"help": "Streamed output is held back and checked in windows of this many characters."},
-    )
     ui: bool = field(
         default=True, metadata={"help": "Mount the Gradio chat UI at /ui (when serve.ui is installed)."}
     )
@@ -140,8 +136,6 @@ class ServeConfig:
             raise ValueError(f"port must be in 1..65535, got {self.port}")
         if self.max_batch_size < 1 or self.max_model_len < 16:
             raise ValueError("max_batch_size must be >= 1 and max_model_len >= 16")
-        if self.safety_window_chars < 1:
-            raise ValueError("safety_window_chars must be >= 1")
 
     @property
     def model_name(self) -> str:

@@ -22,10 +22,10 @@ from serve.engine.base import Delta, Engine, SamplingSettings, TokenLogprob, Unk
 from serve.errors import APIError
 from serve.metrics import ServerMetrics
 from serve.openai.protocol import ModelCard, ModelList, _SamplingFields
+from serve.safety.stream import StreamGuard, StreamStep
 
 log = logging.getLogger("crossling.serve")
 SAFETY_HEADER = "x-crossling-safety"
-_SAFETY_CONTEXT_CHARS = 2000  # output checks read the tail of the text, not all of a long answer
 
 
 @dataclass
@@ -53,35 +53,12 @@ def safety_header(info: dict | None) -> dict[str, str]:
     return {SAFETY_HEADER: json.dumps(info, ensure_ascii=True)} if info else {}
 
 
-class OutputGuard:
-    """Holds streamed text back until the safety filter has read it, ``window`` characters at a time."""
-
-    def __init__(self, safety, window: int) -> None:
-        self.safety, self.window = safety, window
-        self.checked = ""
-        self.pending = ""
-        self.pending_lp: list[TokenLogprob] = []
-        self.pending_ids: list[int] = []
-
-    async def feed(
-        self, delta: Delta, final: bool
-    ) -> tuple[str, list[int], list[TokenLogprob] | None, object]:
-        """Returns (text, token ids, logprobs) cleared for release, and a blocking verdict or None."""
-        self.pending += delta.text
-        self.pending_ids += delta.token_ids
-        if delta.logprobs:
-            self.pending_lp += delta.logprobs
-        if self.safety is not None and not (final or len(self.pending) >= self.window):
-            return "", [], None, None
-        if self.safety is not None and self.pending:
-            text = (self.checked + self.pending)[-_SAFETY_CONTEXT_CHARS:]
-            verdict = await asyncio.to_thread(self.safety.check, text, "assistant")
-            if verdict.blocked:
-                return "", [], None, verdict
-        out = (self.pending, self.pending_ids, self.pending_lp if delta.logprobs is not None else None)
-        self.checked += self.pending
-        self.pending, self.pending_ids, self.pending_lp = "", [], []
-        return (*out, None)
+def _release(guard: StreamGuard | None, delta: Delta, final: bool) -> StreamStep:
+    """What of ``delta`` may go to the client now: all of it without a filter, else what the guard
+    has checked and held back long enough (token ids and logprobs travel with their text)."""
+    if guard is None:
+        return StreamStep(delta.text, payloads=[(delta.token_ids, delta.logprobs)])
+    return guard.feed(delta.text, (delta.token_ids, delta.logprobs), final)
 
 
 @dataclass
@@ -108,7 +85,7 @@ class Generation:
             engine.generate(p, sp, self.adapter, self.choice_id(i))
             for i, (p, sp) in enumerate(zip(self.prompts, self.sampling, strict=True))
         ]
-        guards = [OutputGuard(s.safety, s.config.safety_window_chars) for _ in streams]
+        guards = [None if s.safety is None else StreamGuard.from_config(s.safety) for _ in streams]
         try:
             async for i, delta in merge_streams(streams):
                 if i in self.finished:  # cut by the filter: the engine may still flush a delta or two
@@ -118,9 +95,13 @@ class Generation:
                     s.metrics.ttft.labels(self.model).observe(self.first_token_at - self.started)
                 self.completion_tokens[i] = delta.completion_tokens
                 final = delta.finish_reason is not None
-                text, ids, lps, verdict = await guards[i].feed(delta, final)
-                if verdict is not None:
-                    info = verdict_info(verdict, "output")
+                guard = guards[i]
+                if guard is not None and (final or guard.check_due(delta.text)):
+                    step = await asyncio.to_thread(_release, guard, delta, final)  # a check: off the loop
+                else:
+                    step = _release(guard, delta, final)
+                if step.blocked:
+                    info = verdict_info(step.verdict, "output")
                     s.record_block(info)
                     s.metrics.aborted.labels("safety").inc()
                     await engine.abort(self.choice_id(i))
@@ -129,9 +110,11 @@ class Generation:
                     continue
                 if final:
                     self.finished.add(i)
-                if text or lps or final:  # ids without text yet (a split character) wait
+                ids = [t for token_ids, _ in step.payloads for t in token_ids]
+                lps = None if delta.logprobs is None else [lp for _, lp in step.payloads for lp in lp or []]
+                if step.text or lps or final:  # ids without text yet (a split character) wait
                     finish = "stop" if delta.finish_reason == "abort" else delta.finish_reason
-                    yield ChoiceEvent(i, text, ids, lps, finish)
+                    yield ChoiceEvent(i, step.text, ids, lps, finish)
         finally:
             unfinished = [i for i in range(len(streams)) if i not in self.finished]
             for i in unfinished:

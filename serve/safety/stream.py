@@ -1,17 +1,20 @@
 """Windowed safety check of streamed output, with a hold-back so unsafe text never leaves early.
 
-The server feeds each generated delta to :meth:`StreamGuard.push` and sends only the text it gets
-back. Text is released only after a check has covered it *and* it lies more than
-``holdback_chars`` behind the newest text: a harmful phrase split across two deltas ("…make a bo" +
-"mb…") is still held when the delta that completes it arrives and is checked. On a block the server
-stops sending, aborts generation, and ends the stream with ``finish_reason: "content_filter"``.
-No web code here: the server wires it (see docs/safety.md).
+The server feeds each generated delta to :meth:`StreamGuard.push` and sends only what it gets back.
+A delta is released only after a check has covered it *and* it ends more than ``holdback_chars``
+behind the newest text: a harmful phrase split across two deltas ("…make a bo" + "mb…") is still
+held when the delta that completes it arrives and is checked. Deltas are released whole, so each
+one's payload (token ids, logprobs) leaves with its text. On a block nothing more is released; the
+server aborts generation and ends the stream with ``finish_reason: "content_filter"``.
+No web code here: ``serve/openai/serving.py`` wires it into every response (see docs/safety.md).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from serve.safety.verdict import SafetyFilterProtocol, Verdict
 
@@ -20,6 +23,7 @@ from serve.safety.verdict import SafetyFilterProtocol, Verdict
 class StreamStep:
     text: str  # safe to send now (may be empty)
     verdict: Verdict | None = None  # set when this step blocked the stream
+    payloads: list[Any] = field(default_factory=list)  # what came with the released deltas, in order
 
     @property
     def blocked(self) -> bool:
@@ -37,22 +41,31 @@ class StreamGuard:
         window_chars: int = 400,
     ):
         self.safety = safety
-        self.holdback = holdback_chars
+        self.holdback = max(0, holdback_chars)
         self.every = max(1, check_every_chars)
-        self.window = max(window_chars, holdback_chars + check_every_chars)
+        self.window = max(window_chars, self.holdback + self.every)
         self.text = ""
         self.sent = 0  # characters of self.text already released
         self.checked = 0  # characters of self.text covered by a passed check
+        self.held: deque[tuple[int, Any]] = deque()  # (end offset, payload) of unreleased deltas
         self.verdict: Verdict | None = None  # the blocking verdict, once blocked
         self.checks = 0
 
     @classmethod
-    def from_config(cls, safety: SafetyFilterProtocol, config) -> StreamGuard:
+    def from_config(cls, safety: SafetyFilterProtocol, config=None) -> StreamGuard:
+        """Settings from a ``SafetyConfig`` (or the filter's own ``config``; defaults without one)."""
+        config = config if config is not None else getattr(safety, "config", None)
+        if config is None:
+            return cls(safety)
         return cls(safety, config.stream_holdback_chars, config.stream_check_every_chars, config.window_chars)
 
     @property
     def blocked(self) -> bool:
         return self.verdict is not None
+
+    def check_due(self, delta: str = "") -> bool:
+        """Whether pushing ``delta`` runs a safety check (callers may then push off the event loop)."""
+        return not self.blocked and len(self.text) + len(delta) - self.checked >= self.every
 
     def _check(self) -> Verdict | None:
         # the window reaches back past everything not yet released, so released text was always checked
@@ -65,17 +78,32 @@ class StreamGuard:
         self.checked = len(self.text)
         return None
 
-    def push(self, delta: str) -> StreamStep:
+    def _release(self, upto: int) -> StreamStep:
+        payloads, end = [], self.sent
+        while self.held and self.held[0][0] <= upto:
+            end, payload = self.held.popleft()
+            payloads.append(payload)
+        out, self.sent = self.text[self.sent : end], end
+        return StreamStep(out, payloads=payloads)
+
+    def push(self, delta: str, payload: Any = None) -> StreamStep:
         if self.blocked:
             return StreamStep("", self.verdict)
         self.text += delta
+        self.held.append((len(self.text), payload))
         if len(self.text) - self.checked >= self.every:
             verdict = self._check()
             if verdict is not None:
                 return StreamStep("", verdict)
-        release_to = max(self.sent, self.checked - self.holdback)
-        out, self.sent = self.text[self.sent : release_to], release_to
-        return StreamStep(out)
+        return self._release(self.checked - self.holdback)
+
+    def feed(self, delta: str, payload: Any = None, final: bool = False) -> StreamStep:
+        """:meth:`push`, then :meth:`finish` when ``final`` (the engine's last delta of a choice)."""
+        step = self.push(delta, payload)
+        if not final or step.blocked:
+            return step
+        end = self.finish()
+        return StreamStep(step.text + end.text, end.verdict, step.payloads + end.payloads)
 
     def finish(self) -> StreamStep:
         """End of generation: check what is still held and release it (or block)."""
@@ -85,8 +113,7 @@ class StreamGuard:
             verdict = self._check()
             if verdict is not None:
                 return StreamStep("", verdict)
-        out, self.sent = self.text[self.sent :], len(self.text)
-        return StreamStep(out)
+        return self._release(len(self.text))
 
 
 async def guarded(deltas: AsyncIterator[str], guard: StreamGuard) -> AsyncIterator[StreamStep]:

@@ -71,3 +71,16 @@ def test_async_wrapper_stops_reading_on_block(safety: SafetyFilter) -> None:
     assert steps[-1].blocked
     assert len(pulled) < len(chunks(UNSAFE)) + len(chunks(SAFE))  # generation can be aborted early
     assert "bomb" not in "".join(s.text for s in steps)
+
+
+def test_payloads_leave_with_their_delta(safety: SafetyFilter) -> None:
+    guard = StreamGuard(safety, holdback_chars=8, check_every_chars=16)
+    pieces = chunks(SAFE, 7)
+    released_text, payloads = "", []
+    for i, piece in enumerate(pieces):
+        step = guard.feed(piece, payload=i, final=i == len(pieces) - 1)
+        released_text += step.text
+        payloads += step.payloads
+        # text is released at delta boundaries: what left is exactly the deltas whose payloads left
+        assert released_text == "".join(pieces[j] for j in payloads)
+    assert released_text == SAFE and payloads == list(range(len(pieces)))

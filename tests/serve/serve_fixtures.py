@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 from serve.engine.base import Delta, SamplingSettings, TokenLogprob
+from serve.safety.config import SafetyConfig
 from serve.safety.verdict import Verdict
 
 PORTS = range(18000, 18100)
@@ -86,8 +87,12 @@ class _StandInTokenizer:
 class StandInSafety:
     """Blocks any text containing a trigger word; the 'language' is guessed from a marker."""
 
-    def __init__(self, trigger: str = "BOMB", category: str = "violent_crimes") -> None:
+    def __init__(
+        self, trigger: str = "BOMB", category: str = "violent_crimes", holdback: int = 6, every: int = 8
+    ) -> None:
         self.trigger, self.category = trigger, category
+        # the real config type: the server reads its stream hold-back settings from it
+        self.config = SafetyConfig(stream_holdback_chars=holdback, stream_check_every_chars=every)
         self.checked: list[tuple[str, str]] = []
 
     def check(self, text: str, role: str = "user") -> Verdict:

@@ -255,7 +255,7 @@ async def test_unsafe_streamed_output_is_held_back_and_cut():
         pieces=["Sure", ", here", " is how", " to build a", " BOMB", ": step", " one", " two"]
     )
     safety = StandInSafety()
-    _, engine, client = make(engine, safety=safety, safety_window_chars=8)
+    _, engine, client = make(engine, safety=safety)
     r = await client.post(
         "/v1/chat/completions", json=chat(stream=True, stream_options={"include_usage": True})
     )
@@ -275,6 +275,32 @@ async def test_unsafe_streamed_output_is_held_back_and_cut():
     assert json.loads(r.headers["x-crossling-safety"])["stage"] == "output"
     metrics = (await client.get("/metrics")).text
     assert metric_value(metrics, "crossling_safety_blocks_total", stage="output") == 2
+
+
+async def test_a_word_split_across_windows_does_not_leak():
+    # "BO" arrives in one delta, "MB" in the next: the first window passes the check, but its last
+    # characters are held back, so the delta with "BO" is still unsent when "MB" completes the word
+    engine = StandInEngine(pieces=["Here is the", " answer: BO", "MB", " and more", " text."])
+    _, engine, client = make(engine, safety=StandInSafety(holdback=4, every=8))
+    r = await client.post("/v1/chat/completions", json=chat(stream=True))
+    events = sse_events(r.text)
+    content = "".join(c["delta"].get("content") or "" for e in events for c in e["choices"])
+    assert content == "Here is the" and "BO" not in content
+    assert [c for e in events for c in e["choices"] if c.get("finish_reason")][-1][
+        "finish_reason"
+    ] == "content_filter"
+
+
+async def test_safe_stream_with_filter_is_whole_with_logprobs():
+    pieces = ["Guten", " Tag", ", wie", " geht", " es", " dir?"]
+    engine = StandInEngine(pieces=pieces)
+    _, engine, client = make(engine, safety=StandInSafety(holdback=4, every=8))
+    r = await client.post("/v1/chat/completions", json=chat(stream=True, logprobs=True, top_logprobs=1))
+    events = sse_events(r.text)
+    choices = [c for e in events for c in e["choices"]]
+    assert "".join(c["delta"].get("content") or "" for c in choices) == "".join(pieces)
+    tokens = [lp["token"] for c in choices if c.get("logprobs") for lp in c["logprobs"]["content"]]
+    assert tokens == pieces  # each token's logprob leaves with its text, none lost or doubled
 
 
 async def test_metrics_count_requests_and_tokens():
