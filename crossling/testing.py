@@ -10,6 +10,7 @@ code path that loads the default model can load it instead. Also the capability 
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 from crossling.models import CHAT_TEMPLATE
@@ -109,3 +110,16 @@ def build_tiny_model(path: str | Path, seed: int = 0, **config_overrides) -> Pat
     tokenizer.save_pretrained(path)
     (path / "crossling.json").write_text(json.dumps({"kind": "tiny-random", "seed": seed}))
     return path
+
+
+def free_port(lo: int, hi: int) -> int:
+    """A localhost port in ``lo..hi`` that nothing listens on now (each test area keeps its own range,
+    so servers started by different test files never race for a port)."""
+    for port in range(lo, hi + 1):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {lo}-{hi}")

@@ -17,7 +17,6 @@ Pure data code, unit-tested on hand-written rows: it knows the SFT row contract 
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections import Counter, defaultdict
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from crossling.errors import CrosslingError, DataError
+from data_recipes.loaders import read_records
 
 logger = logging.getLogger(__name__)
 
@@ -60,18 +60,17 @@ def validate_row(row: Any, where: str) -> dict:
     return {**row, "lang": lang}
 
 
+def _row_problem(row: Any) -> str | None:
+    try:
+        validate_row(row, "row")
+    except DataError as e:
+        return str(e).removeprefix("row: ")
+    return None
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
-    path = Path(path)
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
-            rows.append(validate_row(row, f"{path}:{lineno}"))
+    """Every row of a JSONL file, validated (a bad row raises with its file and line)."""
+    rows = [validate_row(row, str(path)) for row in read_records(path, check=_row_problem)]
     if not rows:
         raise DataError(f"{path}: no rows")
     return rows

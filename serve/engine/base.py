@@ -81,6 +81,14 @@ class Engine(Protocol):
     async def shutdown(self) -> None: ...
 
 
+def check_request(ready: bool, adapter: str | None, adapters) -> None:
+    """What every engine checks before generating: it was started and knows the adapter asked for."""
+    if not ready:
+        raise EngineError("engine not started")
+    if adapter is not None and adapter not in adapters:
+        raise UnknownAdapterError(f"unknown adapter {adapter!r}")
+
+
 def render_chat(tokenizer, messages: list[dict]) -> list[int]:
     """Chat messages → prompt token ids through the model's own chat template.
 

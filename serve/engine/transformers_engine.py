@@ -23,7 +23,7 @@ from serve.engine.base import (
     IncrementalDecoder,
     SamplingSettings,
     StopMatcher,
-    UnknownAdapterError,
+    check_request,
 )
 
 log = logging.getLogger("crossling.serve")
@@ -124,10 +124,7 @@ class TransformersEngine:
     async def generate(
         self, prompt_token_ids: list[int], sampling: SamplingSettings, adapter: str | None, request_id: str
     ) -> AsyncIterator[Delta]:
-        if self._thread is None:
-            raise EngineError("engine not started")
-        if adapter is not None and adapter not in self.adapters:
-            raise UnknownAdapterError(f"unknown adapter {adapter!r}")
+        check_request(self._thread is not None, adapter, self.adapters)
         req = _Request(
             request_id, list(prompt_token_ids), sampling, adapter, asyncio.get_running_loop(), asyncio.Queue()
         )

@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 
-from serve.engine.base import Delta, EngineError, SamplingSettings, TokenLogprob, UnknownAdapterError
+from serve.engine.base import Delta, SamplingSettings, TokenLogprob, check_request
 
 log = logging.getLogger("crossling.serve")
 
@@ -89,10 +89,7 @@ class VLLMEngine:
     ) -> AsyncIterator[Delta]:
         from vllm.inputs import TokensPrompt
 
-        if self.llm is None:
-            raise EngineError("engine not started")
-        if adapter is not None and adapter not in self._lora_requests:
-            raise UnknownAdapterError(f"unknown adapter {adapter!r}")
+        check_request(self.llm is not None, adapter, self._lora_requests)
         n_prompt, n_done = len(prompt_token_ids), 0
         stream = self.llm.generate(
             TokensPrompt(prompt_token_ids=list(prompt_token_ids)),

@@ -26,6 +26,7 @@ import yaml
 
 from crossling.errors import DataError
 from crossling.languages import LANGUAGES
+from data_recipes.loaders import read_records
 from serve.safety.categories import CATEGORIES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,16 +136,8 @@ def load_seed(path: str | Path = SEED_PATH) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: not found (build it with `python -m serve.safety build-seed`)")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: not valid JSON: {e}") from e
-            if row.get("label") not in ("harmful", "benign") or not row.get("text"):
-                raise DataError(f"{path}:{n}: needs text and label harmful|benign")
-            rows.append(row)
-    return rows
+    return read_records(path, required=("text",), check=_seed_problem)
+
+
+def _seed_problem(row: dict) -> str | None:
+    return None if row.get("label") in ("harmful", "benign") else "needs label harmful|benign"

@@ -5,12 +5,12 @@ score has an exact expected value; then the cache makes a rerun send no request 
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 from fake_openai_server import FakeOpenAIServer
 
+from crossling import testing
 from crossling.config import load_config
 from evaluation.config import EvalConfig
 from evaluation.runner import build_tasks, run_eval
@@ -39,15 +39,8 @@ class ScriptFilter:
         return REFUSALS.get(language or "en", REFUSALS["en"])
 
 
-def free_port(lo: int = 18200, hi: int = 18299) -> int:
-    for port in range(lo, hi + 1):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18200-18299")
+def free_port() -> int:
+    return testing.free_port(18200, 18299)
 
 
 def oracle(cfg: EvalConfig) -> dict[str, str]:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 
+from crossling import testing
 from serve.engine.base import Delta, SamplingSettings, TokenLogprob
 from serve.safety.config import SafetyConfig
 from serve.safety.verdict import Verdict
@@ -112,14 +112,7 @@ class StandInSafety:
 
 
 def free_port() -> int:
-    for port in PORTS:
-        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18000-18099")
+    return testing.free_port(PORTS.start, PORTS.stop - 1)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+
+from crossling import testing
 
 API_KEY = "test-key"
 MODELS = [
@@ -122,14 +123,7 @@ def create_fake_app(state: FakeState, chunk_delay_s: float = 0.0) -> FastAPI:
 
 def free_port(start: int = 18100, end: int = 18199) -> int:
     """A port in the UI's range (18100-18199) that nothing listens on now."""
-    for port in range(start, end + 1):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {start}-{end}")
+    return testing.free_port(start, end)
 
 
 @contextmanager
