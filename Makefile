@@ -19,7 +19,7 @@ endif
 PYTEST_ARGS ?=
 FAST ?=
 
-.PHONY: install browser-deps win-rate preferences test test-fast lint format model data train-sft train reward dpo kto serve ui demo eval bench clean help
+.PHONY: install browser-deps win-rate preferences test test-fast lint format model data train-sft train reward dpo kto serve ui demo eval bench bench-deps clean help
 
 help:
 	@echo "make demo      - the main job on the embedded default model (FAST=1 for a smoke run)"
@@ -99,6 +99,10 @@ preferences: install
 
 demo: install
 	$(CROSSLING) demo $(if $(FAST),--fast)
+
+# optional: llama.cpp's server for bench/serve.py's CPU reference (compiles llama.cpp, ~8 min)
+bench-deps: install
+	$(PIP) install -q $(CONSTRAINTS) -e ".[$(EXTRAS),bench]"
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

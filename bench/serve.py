@@ -215,14 +215,21 @@ def systems(model_dir: str, args) -> dict[str, tuple[list[str], int, str]]:
     try:
         import llama_cpp  # noqa: F401
 
-        if args.gguf:
+        gguf = args.gguf or next(iter(sorted((Path(model_dir).parent / "gguf").glob("*.gguf"))), "")
+        if gguf:
             out["llama.cpp"] = (
                 [
                     PY,
                     "-m",
                     "llama_cpp.server",
                     "--model",
-                    args.gguf,
+                    str(gguf),
+                    "--model_alias",
+                    "bench",
+                    "--chat_format",
+                    "gemma",  # the same Gemma turns as our template
+                    "--n_threads",
+                    str(os.cpu_count() or 1),
                     "--port",
                     "18064",
                     "--n_ctx",
@@ -232,9 +239,9 @@ def systems(model_dir: str, args) -> dict[str, tuple[list[str], int, str]]:
                 "bench",
             )
         else:
-            print("llama.cpp: skipped (pass --gguf PATH to the Gemma GGUF)")
+            print("llama.cpp: skipped (no GGUF next to the model; pass --gguf PATH)")
     except ImportError:
-        print("llama.cpp: skipped (`llama_cpp` is not installed; pip install 'llama-cpp-python[server]')")
+        print("llama.cpp: skipped (`llama_cpp` is not installed: `make bench-deps`)")
     return out
 
 
@@ -276,7 +283,9 @@ def main() -> int:
     p.add_argument("--max-model-len", type=int, default=2048)
     p.add_argument("--kv-cache-gib", type=float, default=2)
     p.add_argument("--only", default="", help="comma-separated systems to run (default: all)")
-    p.add_argument("--gguf", default="", help="GGUF file for llama.cpp (optional)")
+    p.add_argument(
+        "--gguf", default="", help="GGUF for llama.cpp (default: the one `model prepare` assembled)"
+    )
     p.add_argument("--json", default="", help="also write the figures here")
     p.add_argument("--engine-batching", action="store_true", help="only the transformers engine's batching")
     p.add_argument("--torch-threads", type=int, default=None)
