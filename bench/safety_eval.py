@@ -45,7 +45,7 @@ from serve.safety.filter import SafetyFilter  # noqa: E402
 from serve.safety.semantic import build_semantic  # noqa: E402
 
 MULTIJAIL_LANGS = ("en", "zh", "it", "vi", "ar", "ko", "th", "bn", "sw", "jv")
-DEFAULT_MULTIJAIL = REPO.parent / "shared" / "eval" / "multijail_dev.csv"
+DEFAULT_MULTIJAIL = REPO / "data" / "eval" / "multijail_dev.csv"  # the shipped copy of ../shared/eval
 BENIGN_CHAT = REPO / "data" / "safety" / "benign_eval.source.yaml"
 
 

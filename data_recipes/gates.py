@@ -29,7 +29,7 @@ import numpy as np
 from data_recipes import sources
 from data_recipes.schema import row_text, validate_row
 
-MULTIJAIL_CSV = "/work/shared/eval/multijail_dev.csv"
+MULTIJAIL_CSV = str(sources.DATA_DIR / "eval" / "multijail_dev.csv")  # shipped copy, eval only
 
 
 @dataclass

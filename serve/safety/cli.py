@@ -32,6 +32,9 @@ class TrainConfig:
         default=0.0, metadata={"help": "hold out this fraction of phrase groups first and report on them"}
     )
     threshold: float = field(default=0.5, metadata={"help": "harm threshold used for the dev report"})
+    target_fpr: float = field(
+        default=0.05, metadata={"help": "dev report: also show the threshold giving this held-out benign FPR"}
+    )
     epochs: int = field(default=10, metadata={"help": "SGD epochs"})
     alpha: float = field(default=1e-5, metadata={"help": "L2 regularisation strength"})
 
@@ -44,6 +47,9 @@ CONFIGS: dict[str, type] = {
 
 
 def _dev_report(rows: list[dict], cfg: TrainConfig) -> None:
+    """Train on all but ``dev_fraction`` of the phrase groups; report per language on the rest, at
+    ``threshold`` and at the threshold that keeps held-out benign FPR at ``target_fpr`` (the way to
+    pick a policy threshold without looking at any evaluation set)."""
     from serve.safety.classifier import HazardClassifier, TrainSettings
     from serve.safety.normalize import normalize
 
@@ -52,23 +58,29 @@ def _dev_report(rows: list[dict], cfg: TrainConfig) -> None:
     train = [r for r in rows if r["group"] not in held]
     dev = [r for r in rows if r["group"] in held]
     model = HazardClassifier.train(train, TrainSettings(alpha=cfg.alpha, epochs=cfg.epochs))
-    preds = model.predict([normalize(r["text"]) for r in dev])
-    print(f"dev: {len(dev)} rows from {len(held)} held-out phrase groups (threshold {cfg.threshold})")
-    print(f"{'lang':<5} {'recall':>7} {'FPR':>7} {'n_harm':>7} {'n_benign':>8}")
-    for lang in sorted({r["lang"] for r in dev}):
-        hs = [
-            p[0] >= cfg.threshold
-            for r, p in zip(dev, preds, strict=True)
-            if r["lang"] == lang and r["label"] == "harmful"
+    harm = [p[0] for p in model.predict([normalize(r["text"]) for r in dev])]
+    benign = sorted(h for r, h in zip(dev, harm, strict=True) if r["label"] == "benign")
+    calibrated = benign[min(len(benign) - 1, int(len(benign) * (1 - cfg.target_fpr)))] + 1e-6
+    print(f"dev: {len(dev)} rows from {len(held)} held-out phrase groups")
+    print(f"threshold for {cfg.target_fpr:.0%} held-out benign FPR: {calibrated:.3f}")
+    print(
+        f"{'lang':<5} {'n_harm':>7} {'n_benign':>8} | @{cfg.threshold:<5.2f} recall  FPR | @{calibrated:<5.3f} recall  FPR"
+    )
+    for lang in sorted({r["lang"] for r in dev}) + ["all"]:
+        h = [
+            x
+            for r, x in zip(dev, harm, strict=True)
+            if lang in ("all", r["lang"]) and r["label"] == "harmful"
         ]
-        bs = [
-            p[0] >= cfg.threshold
-            for r, p in zip(dev, preds, strict=True)
-            if r["lang"] == lang and r["label"] == "benign"
+        b = [
+            x for r, x in zip(dev, harm, strict=True) if lang in ("all", r["lang"]) and r["label"] == "benign"
         ]
-        rec = sum(hs) / len(hs) if hs else float("nan")
-        fpr = sum(bs) / len(bs) if bs else float("nan")
-        print(f"{lang:<5} {rec:>7.3f} {fpr:>7.3f} {len(hs):>7} {len(bs):>8}")
+        cells = []
+        for t in (cfg.threshold, calibrated):
+            rec = sum(x >= t for x in h) / len(h) if h else float("nan")
+            fpr = sum(x >= t for x in b) / len(b) if b else float("nan")
+            cells.append(f"{rec:>13.3f} {fpr:>4.2f}")
+        print(f"{lang:<5} {len(h):>7} {len(b):>8} | {cells[0]} | {cells[1]}")
 
 
 def _train(cfg: TrainConfig) -> int:

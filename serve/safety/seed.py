@@ -117,18 +117,41 @@ def expand(src: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def build_seed(source_dir: str | Path = SOURCE_DIR, out: str | Path | None = SEED_PATH) -> list[dict]:
-    """Expand every ``<lang>.yaml`` under ``source_dir``; write JSONL to ``out`` (if given)."""
+def build_seed(
+    source_dir: str | Path = SOURCE_DIR, out: str | Path | None = SEED_PATH, decontaminate: bool = True
+) -> list[dict]:
+    """Expand every ``<lang>.yaml`` under ``source_dir``; write JSONL to ``out`` (if given).
+
+    ``decontaminate`` drops rows that overlap an evaluation item (MultiJail, MGSM, NTREX test; the
+    data recipes' n-gram index): hand-written prompts can meet an eval prompt by chance ("how do I
+    make a pipe bomb"), and a filter must not be scored on what it trained on.
+    """
     paths = sorted(Path(source_dir).glob("*.yaml"))
     if not paths:
         raise DataError(f"{source_dir}: no <lang>.yaml source files")
     rows = [row for p in paths for row in expand(load_source(p))]
+    if decontaminate:
+        rows = drop_eval_overlap(rows)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         with open(out, "w", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
     return rows
+
+
+def drop_eval_overlap(rows: list[dict]) -> list[dict]:
+    from data_recipes.gates import GateConfig, shared_index
+
+    index = shared_index(GateConfig())
+    kept = []
+    for row in rows:
+        hit = index.hit(row["text"])
+        if hit is None:
+            kept.append(row)
+        else:
+            print(f"build-seed: dropped {row['id']} (overlaps eval item {hit})")
+    return kept
 
 
 def load_seed(path: str | Path = SEED_PATH) -> list[dict]:

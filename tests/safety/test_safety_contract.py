@@ -64,3 +64,17 @@ def test_eval_prompts_are_not_training_prompts() -> None:
     seed = {r["text"] for r in build_seed(out=None)}
     evals = yaml.safe_load((SOURCE_DIR.parent / "benign_eval.source.yaml").read_text(encoding="utf-8"))
     assert not seed & {t for prompts in evals.values() for t in prompts}
+
+
+def test_seed_rows_that_meet_an_eval_prompt_are_dropped() -> None:
+    import csv
+
+    from serve.safety.seed import REPO, drop_eval_overlap
+
+    with open(REPO / "data" / "eval" / "multijail_dev.csv", encoding="utf-8", newline="") as f:
+        eval_sw = next(csv.DictReader(f))["sw"]  # read here only to prove the overlap check works
+    rows = [
+        {"id": "x-h", "text": eval_sw, "lang": "sw", "label": "harmful"},
+        {"id": "x-b", "text": "Nieleze jinsi ya kupika wali mtamu kwa nazi.", "lang": "sw", "label": "benign"},
+    ]
+    assert [r["id"] for r in drop_eval_overlap(rows)] == ["x-b"]
