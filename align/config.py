@@ -52,6 +52,14 @@ class PreferenceDataConfig:
             "help": "Safety seed file (benign: helpful > refusal; harmful: refusal in the language > elsewhere)."
         },
     )
+    pivot_asks_other_languages: bool = field(
+        default=True,
+        metadata={
+            "help": "Also give the pivot language prompts that ask for another language (chosen = that "
+            "language, rejected = the untranslated pivot text), so an RM trained on the pivot's pairs "
+            "learns 'the requested language', not 'the pivot language'."
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Seed for rejection kinds and sampling."})
 
     def __post_init__(self) -> None:

@@ -14,6 +14,11 @@ For a language L the pairs are (TRL's conversational pairwise format, contract 3
   over the same refusal in another language.
 
 The text to translate is in ``pivot_lang`` (English), or German for pairs whose answer is English.
+The pivot language also gets prompts *in the pivot* that ask for another language (chosen = that
+language, rejected = the untranslated pivot text): otherwise every pivot pair prefers the pivot
+language and an RM trained on them transfers "English is good" (measured: 0-20 % on wrong-language
+pairs in de/es/bn/sw). Those pairs are the only target-language text the source RM sees: answers, never
+prompts (``pivot_asks_other_languages: false`` turns them off).
 Because rejected answers are built, not sampled, per-language RM accuracy measures the same skills in
 every language — which is what the transfer report compares. Not here: training (``align.reward``).
 """
@@ -142,6 +147,22 @@ def _hash_split(text: str) -> str:
 # --- building the shipped set ----------------------------------------------------------------------
 
 
+def asks_other_language_pairs(rows: list[dict], prompt_lang: str, split: str, seed: int = 0) -> list[dict]:
+    """``wrong_language`` pairs whose *prompt* is in ``prompt_lang`` but asks for the row's target:
+    chosen = the reference in the target language, rejected = the untranslated source (in
+    ``prompt_lang``). Without them every pivot-language pair prefers the pivot language, and an RM
+    trained on them learns "English is good" instead of "the requested language is good"."""
+    from data_recipes.recipes.translation_following import translation_prompt
+
+    rng = random.Random(f"align-pref-ask-{prompt_lang}-{split}-{seed}")
+    return [
+        pair(translation_prompt(row["src"], row["src_lang"], row["tgt_lang"], prompt_lang, rng), row["tgt"],
+             row["src"], lang=prompt_lang, kind="wrong_language", source=f"ntrex:{row['id']}", split=split)
+        for row in rows
+        if row["src"].strip() != row["tgt"].strip()
+    ]  # fmt: skip
+
+
 def pivot_for(lang: str, pivot: str) -> str:
     return "de" if lang == pivot else pivot
 
@@ -162,9 +183,17 @@ def build(cfg: PreferenceDataConfig) -> dict[str, list[dict]]:
             rng = random.Random(f"{lang}-{split}-{cfg.seed}")
             rng.shuffle(rows)
             pairs = translation_pairs(rows, lang, split, cfg.seed)
+            if lang == cfg.pivot_lang and cfg.pivot_asks_other_languages:
+                # as many as the pivot's own wrong_language pairs (a quarter), spread over the others
+                others = [other for other in cfg.languages if other != lang]
+                per_other = max(1, len(pairs) // 4 // max(1, len(others)))
+                for other in others:
+                    asked = [r for r in sources.ntrex_pairs(lang, other, split) if _short(r, cfg.max_chars)]
+                    rng.shuffle(asked)
+                    pairs += asks_other_language_pairs(asked[:per_other], lang, split, cfg.seed)
             if refusal is not None:
                 pairs += [p for p in safety_pairs(seed_rows, refusal, lang) if p["split"] == split]
-                rng.shuffle(pairs)
+            rng.shuffle(pairs)
             if cfg.max_pairs_per_language:
                 pairs = pairs[: cfg.max_pairs_per_language]
             by_split[split].extend(pairs)

@@ -100,10 +100,20 @@ def test_shipped_pairs_cover_languages_and_keep_splits_apart():
     assert {p["lang"] for p in built["train"]} == {"en", "sw"}
     train_ids = {p["source"] for p in built["train"]}
     assert not train_ids & {p["source"] for p in built["test"]}
-    en_wrong = next(p for p in built["train"] if p["lang"] == "en" and p["kind"] == "wrong_language")
     from crossling.langid import detect
 
-    assert detect(en_wrong["rejected"][0]["content"]) == "de"  # English answers are translated from German
+    full = preference_data.build(PreferenceDataConfig(languages=["en", "sw"], max_pairs_per_language=0,
+                                                      safety_seed="/nonexistent"))["train"]  # fmt: skip
+    en_wrong = [p for p in full if p["lang"] == "en" and p["kind"] == "wrong_language"]
+    rejected = [detect(p["rejected"][0]["content"]) for p in en_wrong]
+    # English answers are translated from German (German rejected) ...
+    assert "de" in rejected
+    # ... and English prompts that ask for Swahili prefer Swahili over the English source, so the
+    # English-only RM cannot learn "English is good" in place of "the requested language is good"
+    asked = [p for p, lang in zip(en_wrong, rejected, strict=True) if lang == "en"]
+    assert asked and all(detect(p["chosen"][0]["content"]) == "sw" for p in asked)
+    assert all(detect(p["prompt"][0]["content"]) == "en" for p in asked[:5])
+    assert 0.5 < len(asked) / (len(en_wrong) - len(asked)) < 2  # the two directions balance
 
 
 def test_load_pairs_names_file_and_line(tmp_path):
