@@ -222,26 +222,50 @@ def read_scored(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def fingerprint(path: str | None) -> str | None:
+    """Content hash of a local model/adapter folder's weight files (a hub id or None: as is), so a
+    model retrained into the same folder never matches a cache made with the old one."""
+    if not path or not Path(path).exists():
+        return path
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(
+        f for f in root.rglob("*")
+        if f.suffix in (".safetensors", ".bin") and not any(p.startswith("checkpoint-") for p in f.parts)
+    )  # fmt: skip
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(root) if f != root else f.name).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def sample_and_score(prompts: list[dict], cfg, scored_path: Path, scorer=None) -> list[dict]:
-    """``n`` samples per prompt from the policy, each scored; cached in ``scored_path`` by settings."""
+    """``n`` samples per prompt from the policy, each scored; cached in ``scored_path``.
+
+    Two keys: the samples' (prompts, policy and its weights, sampling) and the scores' (that plus
+    the reward model's weights). A retrained reward model rescores the cached samples; a retrained
+    policy samples again.
+    """
     settings = {
-        "model": cfg.model, "adapter": cfg.adapter, "reward_model": cfg.reward_model, "n": cfg.n,
+        "model": cfg.model, "adapter": cfg.adapter, "adapter_weights": fingerprint(cfg.adapter), "n": cfg.n,
         "temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
         "seed": cfg.seed, "ids": [p["id"] for p in prompts],
     }  # fmt: skip
+    sample_key = settings_key(settings)
+    settings.update(reward_model=cfg.reward_model, reward_weights=fingerprint(cfg.reward_model))
     key = settings_key(settings)
     meta_path = scored_path.with_suffix(".meta.json")
-    if scored_path.is_file() and meta_path.is_file() and json.loads(meta_path.read_text()).get("key") == key:
+    meta = json.loads(meta_path.read_text()) if scored_path.is_file() and meta_path.is_file() else {}
+    if meta.get("key") == key:
         training.say(f"reusing {scored_path} (same prompts, policy, reward model and sampling)")
         return read_scored(scored_path)
-    from evaluation import generation
-
-    training.say(f"sampling {cfg.n} × {len(prompts)} prompts from {cfg.adapter or cfg.model}")
-    completions = generation.generate(
-        cfg.model, [p["prompt"] for p in prompts], adapter=cfg.adapter, n=cfg.n, temperature=cfg.temperature,
-        top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, backend=cfg.backend, desc="align sample",
-    )  # fmt: skip
-    generation.release()  # the policy leaves memory before the reward model comes in
+    completions = None
+    if meta.get("sample_key") == sample_key:
+        cached = {r["id"]: r["completions"] for r in read_scored(scored_path)}
+        completions = [cached[p["id"]] for p in prompts]
+        training.say(f"reusing the samples in {scored_path}; the reward model changed: rescoring")
+    else:
+        completions = _sample(prompts, cfg)
     if scorer is None:
         from align.reward import RewardScorer
 
@@ -258,10 +282,28 @@ def sample_and_score(prompts: list[dict], cfg, scored_path: Path, scorer=None) -
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(scored_path)
     meta_path.write_text(
-        json.dumps({"key": key, "settings": {k: v for k, v in settings.items() if k != "ids"}})
+        json.dumps(
+            {
+                "key": key,
+                "sample_key": sample_key,
+                "settings": {k: v for k, v in settings.items() if k != "ids"},
+            }
+        )
     )
     training.say(f"scored generations: {scored_path}")
     return rows
+
+
+def _sample(prompts: list[dict], cfg) -> list[list[str]]:
+    from evaluation import generation
+
+    training.say(f"sampling {cfg.n} × {len(prompts)} prompts from {cfg.adapter or cfg.model}")
+    completions = generation.generate(
+        cfg.model, [p["prompt"] for p in prompts], adapter=cfg.adapter, n=cfg.n, temperature=cfg.temperature,
+        top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, backend=cfg.backend, desc="align sample",
+    )  # fmt: skip
+    generation.release()  # the policy leaves memory before the reward model comes in
+    return completions
 
 
 def write_jsonl(rows: list[dict], path: Path) -> Path:

@@ -162,3 +162,39 @@ def test_cli_data_writes_splits_and_summary(tmp_path, capsys):
     assert summary["counts"]["train"] == {"en": 4, "de": 4}
     assert len((out / "dev.jsonl").read_text().splitlines()) == 8
     assert '"counts"' in capsys.readouterr().out
+
+
+def test_retrained_reward_model_rescores_cached_samples_without_resampling(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    rm = tmp_path / "rm"
+    rm.mkdir()
+    (rm / "adapter_model.safetensors").write_bytes(b"old weights")
+    cfg = SimpleNamespace(model="m", adapter=None, n=2, temperature=0.9, top_p=0.95, max_new_tokens=8, seed=0,
+                          reward_model=str(rm), backend="transformers")  # fmt: skip
+    prompts = [{"id": "p1", "prompt": [{"role": "user", "content": "Hallo"}]}]
+
+    class Scorer:
+        def __init__(self, value):
+            self.value, self.calls = value, 0
+
+        def score(self, prompts, completions, progress=False):
+            self.calls += 1
+            return [self.value] * len(completions)
+
+    monkeypatch.setattr(scoring, "_sample", lambda p, c: [["a", "b"]])
+    scored = tmp_path / "scored.jsonl"
+    assert scoring.sample_and_score(prompts, cfg, scored, scorer=Scorer(1.0))[0]["rewards"] == [1.0, 1.0]
+    # same weights: nothing is recomputed
+    again = Scorer(2.0)
+    assert scoring.sample_and_score(prompts, cfg, scored, scorer=again)[0]["rewards"] == [1.0, 1.0]
+    assert again.calls == 0
+    # the reward model is retrained into the same folder: the samples are reused, the scores are not
+    (rm / "adapter_model.safetensors").write_bytes(b"new weights")
+
+    def no_sampling(p, c):
+        raise AssertionError("the policy did not change: it must not be sampled again")
+
+    monkeypatch.setattr(scoring, "_sample", no_sampling)
+    rescored = scoring.sample_and_score(prompts, cfg, scored, scorer=Scorer(3.0))
+    assert rescored[0]["completions"] == ["a", "b"] and rescored[0]["rewards"] == [3.0, 3.0]
