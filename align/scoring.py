@@ -21,6 +21,7 @@ from pathlib import Path
 
 from align import training
 from crossling.errors import DataError
+from crossling.models import sha256_file
 
 # --- pure parts (unit-tested) ---------------------------------------------------------------------
 
@@ -235,7 +236,7 @@ def fingerprint(path: str | None) -> str | None:
     h = hashlib.sha256()
     for f in files:
         h.update(str(f.relative_to(root) if f != root else f.name).encode())
-        h.update(f.read_bytes())
+        h.update(sha256_file(f).encode())
     return h.hexdigest()[:16]
 
 
@@ -259,7 +260,6 @@ def sample_and_score(prompts: list[dict], cfg, scored_path: Path, scorer=None) -
     if meta.get("key") == key:
         training.say(f"reusing {scored_path} (same prompts, policy, reward model and sampling)")
         return read_scored(scored_path)
-    completions = None
     if meta.get("sample_key") == sample_key:
         cached = {r["id"]: r["completions"] for r in read_scored(scored_path)}
         completions = [cached[p["id"]] for p in prompts]

@@ -91,7 +91,7 @@ class StreamGuard:
             return StreamStep("", self.verdict)
         self.text += delta
         self.held.append((len(self.text), payload))
-        if len(self.text) - self.checked >= self.every:
+        if self.check_due():
             verdict = self._check()
             if verdict is not None:
                 return StreamStep("", verdict)
