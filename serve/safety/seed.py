@@ -83,29 +83,25 @@ def expand(src: dict[str, Any]) -> list[dict[str, Any]]:
              "response": response, "group": group}
         )  # fmt: skip
 
+    def framed(group: str, phrase: str, label: str, cat: str | None, response: str) -> None:
+        for j, frame in enumerate(frames):
+            add(f"{group}-f{j}", frame.replace("{x}", phrase), label, cat, response, group)
+
     for cat, phrases in src["harmful"].items():
         for i, phrase in enumerate(phrases):
-            group = f"{lang}-{cat}-h{i}"
-            for j, frame in enumerate(frames):
-                add(f"{group}-f{j}", frame.replace("{x}", phrase), "harmful", cat, "", group)
+            framed(f"{lang}-{cat}-h{i}", phrase, "harmful", cat, "")
     for cat, items in src["benign"].items():
         for i, item in enumerate(items):
             phrase, answer = (s.strip() for s in item.split(" | ", 1))
-            group = f"{lang}-{cat}-b{i}"
-            for j, frame in enumerate(frames):
-                add(f"{group}-f{j}", frame.replace("{x}", phrase), "benign", cat, answer, group)
+            framed(f"{lang}-{cat}-b{i}", phrase, "benign", cat, answer)
     for i, item in enumerate(src.get("more_harmful") or []):
         cat, phrase = (s.strip() for s in item.split(" | ", 1))
         if cat not in CATEGORIES:
             raise DataError(f"{lang} more_harmful[{i}]: unknown category {cat!r}")
-        group = f"{lang}-more-h{i}"
-        for j, frame in enumerate(frames):
-            add(f"{group}-f{j}", frame.replace("{x}", phrase), "harmful", cat, "", group)
+        framed(f"{lang}-more-h{i}", phrase, "harmful", cat, "")
     for i, item in enumerate(src.get("more_benign") or []):
         phrase, answer = (s.strip() for s in item.split(" | ", 1))
-        group = f"{lang}-more-b{i}"
-        for j, frame in enumerate(frames):
-            add(f"{group}-f{j}", frame.replace("{x}", phrase), "benign", None, answer, group)
+        framed(f"{lang}-more-b{i}", phrase, "benign", None, answer)
     for i, item in enumerate(src.get("statements") or []):
         cat, text = (s.strip() for s in item.split(" | ", 1))
         if cat not in CATEGORIES:
