@@ -75,6 +75,11 @@ def test_seed_rows_that_meet_an_eval_prompt_are_dropped() -> None:
         eval_sw = next(csv.DictReader(f))["sw"]  # read here only to prove the overlap check works
     rows = [
         {"id": "x-h", "text": eval_sw, "lang": "sw", "label": "harmful"},
-        {"id": "x-b", "text": "Nieleze jinsi ya kupika wali mtamu kwa nazi.", "lang": "sw", "label": "benign"},
+        {
+            "id": "x-b",
+            "text": "Nieleze jinsi ya kupika wali mtamu kwa nazi.",
+            "lang": "sw",
+            "label": "benign",
+        },
     ]
     assert [r["id"] for r in drop_eval_overlap(rows)] == ["x-b"]
