@@ -331,7 +331,7 @@ def _adapter_rank(adapter: str) -> tuple[int, list[str]]:
 def _vllm_engine(model: str, adapter: str | None):
     from vllm import LLM
 
-    from crossling.device import has_cuda
+    from crossling.device import has_cuda, vllm_cpu_scheduler_args
 
     path = _resolve_local(model)
     rank = 16
@@ -362,6 +362,10 @@ def _vllm_engine(model: str, adapter: str | None):
     config = (
         json.loads((Path(path) / "config.json").read_text()) if Path(path, "config.json").is_file() else {}
     )
+    # eval prompts are short; the model's own limit when it is shorter (tiny test models)
+    max_model_len = min(4096, int(config.get("max_position_embeddings", 4096)))
+    if not has_cuda():
+        extra.update(vllm_cpu_scheduler_args(max_model_len))
     engine = LLM(
         model=path,
         tokenizer=path,
@@ -370,8 +374,7 @@ def _vllm_engine(model: str, adapter: str | None):
         enable_lora=True,
         max_lora_rank=need_rank,
         max_loras=4,
-        # eval prompts are short; the model's own limit when it is shorter (tiny test models)
-        max_model_len=min(4096, int(config.get("max_position_embeddings", 4096))),
+        max_model_len=max_model_len,
         seed=0,
         **extra,
     )

@@ -45,7 +45,7 @@ class VLLMEngine:
     async def start(self) -> None:
         if self.llm is not None:
             return
-        from crossling.device import default_device, dtype_name, resolve_dtype
+        from crossling.device import default_device, dtype_name, resolve_dtype, vllm_cpu_scheduler_args
         from crossling.models import load_tokenizer, resolve_model
 
         device = default_device()
@@ -66,6 +66,8 @@ class VLLMEngine:
             enforce_eager=device == "cpu",  # CUDA graphs / torch.compile are not what a CPU needs
             disable_log_stats=True,
         )
+        if device == "cpu":
+            args.update(vllm_cpu_scheduler_args(self.max_model_len))
         if self.adapters:
             from serve.engine import adapter_rank
 

@@ -26,9 +26,17 @@ def test_vllm_backend_base_and_lora_share_one_engine(tiny_model_dir, tmp_path):
         engine = generation._VLLM["engine"]
         adapted = generate(str(tiny_model_dir), prompts, adapter=str(tmp_path / "adapter"), **kw)
         sampled = generate(str(tiny_model_dir), prompts[:1], n=3, temperature=1.0, **kw)
+        # More prompt tokens than one step takes: vLLM's chunked prefill split a seeded prompt and
+        # the CPU engine died ("CPU Generator does not use offset"); whole prefills keep it alive.
+        many = [[{"role": "user", "content": f"{i} " + "Guten Morgen, wie geht es dir heute? " * 12}]
+                for i in range(24)]  # fmt: skip
+        batch = generate(str(tiny_model_dir), many, n=4, temperature=1.0, seed=5, **kw)
+        again = generate(str(tiny_model_dir), many[:2], n=4, temperature=1.0, seed=5, **kw)
         assert generation._VLLM["engine"] is engine  # no second start-up for the adapter
     finally:
         generation.release()
     assert len(plain) == 2 and all(len(o) == 2 and o[0] == o[1] for o in plain)
     assert len(adapted) == 2 and all(isinstance(o[0], str) for o in adapted)
     assert len(sampled[0]) == 3
+    assert len(batch) == 24 and all(len(o) == 4 for o in batch)
+    assert again == batch[:2]  # per-request seeds: the same samples in a smaller batch
