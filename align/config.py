@@ -168,7 +168,10 @@ class SamplingFields:
     )
     prompts_per_language: int = field(default=24, metadata={"help": "Prompts sampled per target language."})
     n: int = field(default=4, metadata={"help": "Samples per prompt (the paper used 64 for best-of-n)."})
-    temperature: float = field(default=0.9, metadata={"help": "Sampling temperature."})
+    temperature: float = field(
+        default=0.7,
+        metadata={"help": "Sampling temperature (at 0.9 a 270M policy's samples drift into other scripts)."},
+    )
     top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling."})
     max_new_tokens: int = field(default=64, metadata={"help": "Tokens per sample."})
     backend: Literal["auto", "vllm", "transformers"] = field(
@@ -195,7 +198,13 @@ class DPORunConfig(TrainFields, SamplingFields, LoraFields):
     beta: float = field(
         default=0.1, metadata={"help": "TRL: strength of the KL pull to the reference (SFT)."}
     )
-    loss_type: list[str] = field(default_factory=lambda: ["sigmoid"], metadata={"help": "TRL DPO loss(es)."})
+    loss_type: list[str] = field(
+        default_factory=lambda: ["sigmoid", "sft"],
+        metadata={"help": "TRL DPO loss(es); [sigmoid, sft] = DPO plus NLL on the chosen answer (RPO)."},
+    )
+    loss_weights: list[float] | None = field(
+        default=None, metadata={"help": "TRL: one weight per loss_type entry (null: all 1.0)."}
+    )
     precompute_ref_log_probs: bool = field(
         default=True,
         metadata={"help": "TRL: reference log-probs once before training (one pass, not one per step)."},
@@ -203,6 +212,10 @@ class DPORunConfig(TrainFields, SamplingFields, LoraFields):
 
     def __post_init__(self) -> None:
         SamplingFields.__post_init__(self)
+        if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_type):
+            raise ValueError(
+                f"loss_weights has {len(self.loss_weights)} entries, loss_type {len(self.loss_type)}: one per loss"
+            )
 
 
 @dataclass
@@ -268,6 +281,13 @@ class WinRateConfig:
     )
     best_of_n: int = field(
         default=0, metadata={"help": "Also judge best-of-n of the baseline (n samples; 0 = off)."}
+    )
+    sampled: int = field(
+        default=0,
+        metadata={"help": "Also compare n sampled answers per prompt at `temperature`, as served (0 = off)."},
+    )
+    temperature: float = field(
+        default=0.7, metadata={"help": "Sampling temperature of best-of-n and of the sampled comparison."}
     )
     seed: int = field(default=0, metadata={"help": "Seed."})
 

@@ -7,7 +7,10 @@ For a language L the pairs are (TRL's conversational pairwise format, contract 3
   into L" (phrased with the data_recipes templates, in L), chosen = the human reference in L,
   rejected = one of ``wrong_language`` (the untranslated source: the commonest failure of small
   models), ``truncated`` (the first 30-60 % of the reference), ``mismatched`` (the reference of another
-  sentence: fluent, right language, wrong content) or ``shuffled`` (the reference's words shuffled).
+  sentence: fluent, right language, wrong content), ``shuffled`` (the reference's words shuffled) or
+  ``run_on`` (the reference, then a sentence in another language, the source text or another
+  sentence: a small model's sampled answers often translate and then keep going, drifting into other
+  languages and scripts).
   The kinds rotate by row, so every language gets the same mix.
 - safety (``data/safety/seed.jsonl`` + ``serve.safety.refusals``, when both exist): a benign request
   → its helpful answer over a refusal (over-refusal is a failure); a harmful request → a refusal in L
@@ -35,7 +38,7 @@ from tqdm.auto import tqdm
 from align.config import PreferenceDataConfig
 from crossling.errors import DataError
 
-KINDS = ("wrong_language", "truncated", "mismatched", "shuffled")
+KINDS = ("wrong_language", "truncated", "mismatched", "shuffled", "run_on")
 SPLITS = ("train", "dev", "test")
 
 
@@ -65,7 +68,13 @@ def shuffle_words(text: str, rng: random.Random) -> str:
 
 
 def rejected_for(
-    kind: str, *, source_text: str, reference: str, other_reference: str, rng: random.Random
+    kind: str,
+    *,
+    source_text: str,
+    reference: str,
+    other_reference: str,
+    rng: random.Random,
+    foreign_text: str = "",
 ) -> str:
     if kind == "wrong_language":
         return source_text
@@ -75,6 +84,11 @@ def rejected_for(
         return other_reference
     if kind == "shuffled":
         return shuffle_words(reference, rng)
+    if kind == "run_on":
+        # what sampled answers do after the translation: drift into another language (often another
+        # script), repeat the source, or carry on with something else
+        tails = [t for t in (foreign_text, source_text, other_reference) if t]
+        return f"{reference} {rng.choice(tails)}"
     raise ValueError(f"unknown rejection kind {kind!r}; known: {', '.join(KINDS)}")
 
 
@@ -90,8 +104,11 @@ def pair(prompt: str, chosen: str, rejected: str, *, lang: str, kind: str, sourc
     }
 
 
-def translation_pairs(rows: list[dict], lang: str, split: str, seed: int = 0) -> list[dict]:
-    """Pairs for NTREX rows ``{"id", "src_lang", "tgt_lang", "src", "tgt"}`` whose target is ``lang``."""
+def translation_pairs(
+    rows: list[dict], lang: str, split: str, seed: int = 0, foreign: list[str] | None = None
+) -> list[dict]:
+    """Pairs for NTREX rows ``{"id", "src_lang", "tgt_lang", "src", "tgt"}`` whose target is ``lang``;
+    ``foreign``: sentences in other languages that ``run_on`` answers may drift into."""
     from data_recipes.recipes.translation_following import translation_prompt
 
     rng = random.Random(f"align-pref-{lang}-{split}-{seed}")
@@ -104,8 +121,9 @@ def translation_pairs(rows: list[dict], lang: str, split: str, seed: int = 0) ->
         if kind == "mismatched" and (not other or other == row["tgt"]):
             kind = "truncated"
         rejected = rejected_for(
-            kind, source_text=row["src"], reference=row["tgt"], other_reference=other, rng=rng
-        )
+            kind, source_text=row["src"], reference=row["tgt"], other_reference=other, rng=rng,
+            foreign_text=rng.choice(foreign) if foreign else "",
+        )  # fmt: skip
         if rejected.strip() == row["tgt"].strip():
             continue  # a one-word reference cannot be corrupted; such a pair would teach nothing
         prompt = translation_prompt(row["src"], row["src_lang"], lang, lang, rng)
@@ -173,8 +191,19 @@ def build(cfg: PreferenceDataConfig) -> dict[str, list[dict]]:
 
     by_split: dict[str, list[dict]] = defaultdict(list)
     seed_rows, refusal = _safety_inputs(cfg.safety_seed)
+    # a few sentences per language and split, for answers that drift into another language
+    drift = {
+        (lang, split): [
+            r["tgt"] for r in sources.ntrex_pairs(pivot_for(lang, cfg.pivot_lang), lang, split)[:40]
+        ]
+        for lang in cfg.languages
+        for split in SPLITS
+    }
     for lang in tqdm(cfg.languages, desc="preference pairs", unit="lang"):
         for split in SPLITS:
+            foreign = [
+                t for (other, sp), texts in drift.items() if other != lang and sp == split for t in texts
+            ]
             rows = [
                 r
                 for r in sources.ntrex_pairs(pivot_for(lang, cfg.pivot_lang), lang, split)
@@ -182,7 +211,7 @@ def build(cfg: PreferenceDataConfig) -> dict[str, list[dict]]:
             ]
             rng = random.Random(f"{lang}-{split}-{cfg.seed}")
             rng.shuffle(rows)
-            pairs = translation_pairs(rows, lang, split, cfg.seed)
+            pairs = translation_pairs(rows, lang, split, cfg.seed, foreign=foreign)
             if lang == cfg.pivot_lang and cfg.pivot_asks_other_languages:
                 # as many as the pivot's own wrong_language pairs (a quarter), spread over the others
                 others = [other for other in cfg.languages if other != lang]

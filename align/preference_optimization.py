@@ -78,6 +78,7 @@ class PreferenceRecipe:
                 **common,
                 beta=cfg.beta,
                 loss_type=cfg.loss_type,
+                loss_weights=cfg.loss_weights,
                 precompute_ref_log_probs=cfg.precompute_ref_log_probs,
             )
         from trl import KTOConfig

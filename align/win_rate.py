@@ -9,7 +9,9 @@ its human reference. Both adapters answer greedily. Judges:
   answer is not in the requested language (``crossling.langid``). This is the number to trust.
 - ``judge_rm`` (optional): a reward model trained on another source language.
 
-A win counts 1, a tie 0.5. Optional best-of-n: the SFT policy's best of ``n`` samples by the
+A win counts 1, a tie 0.5. Optional ``sampled``: both adapters also answer with ``sampled`` samples per
+prompt at ``temperature`` (how a chat is served), sample i against sample i (``aligned@T`` row).
+Optional best-of-n: the SFT policy's best of ``n`` samples by the
 transferred RM, judged the same way (the paper's baseline). Written as ``win_rate.json``, ``.md``, ``.png``.
 """
 
@@ -103,7 +105,7 @@ def run(cfg: WinRateConfig, command: str | None = None) -> dict:
     }
     scorer = RewardScorer(cfg.reward_model)
     if cfg.best_of_n > 1:
-        samples = _generate(cfg, prompts, cfg.baseline_adapter, n=cfg.best_of_n, temperature=0.9)
+        samples = _generate(cfg, prompts, cfg.baseline_adapter, n=cfg.best_of_n, temperature=cfg.temperature)
         flat = scorer.score([p["prompt"] for p, s in zip(prompts, samples, strict=True) for _ in s],
                             [t for s in samples for t in s], progress=True)  # fmt: skip
         scored = []
@@ -114,20 +116,32 @@ def run(cfg: WinRateConfig, command: str | None = None) -> dict:
         answers[f"best_of_{cfg.best_of_n}"] = [b["completion"] for b in scoring.best_of_n(scored)]
     judge = RewardScorer(cfg.judge_reward_model) if cfg.judge_reward_model else None
     scores = _judge_scores(prompts, answers, scorer, judge)
+    win_rate = {system: compare(prompts, scores, system, "sft") for system in answers if system != "sft"}
+    sampled: dict[str, list[str]] = {}
+    if cfg.sampled:
+        tag = f"@{cfg.temperature:g}"
+        for system, adapter in (("sft", cfg.baseline_adapter), ("aligned", cfg.candidate_adapter)):
+            outs = _generate(cfg, prompts, adapter, n=cfg.sampled, temperature=cfg.temperature)
+            sampled[system + tag] = [t for o in outs for t in o]
+        repeated = [p for p in prompts for _ in range(cfg.sampled)]
+        scores.update(_judge_scores(repeated, sampled, scorer, judge))
+        win_rate["aligned" + tag] = compare(repeated, scores, "aligned" + tag, "sft" + tag)
     report = {
         "candidate": cfg.candidate_adapter,
         "baseline": cfg.baseline_adapter,
         "prompts": len(prompts),
-        "win_rate": {
-            system: compare(prompts, scores, system, "sft") for system in answers if system != "sft"
-        },
+        "win_rate": win_rate,
         "mean_scores": {s: {j: round(sum(v) / len(v), 4) for j, v in js.items()} for s, js in scores.items()},
         "biased_judge": "transferred_rm (it produced the training signal; trust fidelity_chrf)",
     }
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "win_rate.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    examples = [{**p, **{s: answers[s][i] for s in answers}} for i, p in enumerate(prompts)]
+    examples = [
+        {**p, **{s: answers[s][i] for s in answers},
+         **{s: texts[i * cfg.sampled : (i + 1) * cfg.sampled] for s, texts in sampled.items()}}
+        for i, p in enumerate(prompts)
+    ]  # fmt: skip
     scoring.write_jsonl(examples, out / "answers.jsonl")
     table = format_table(report["win_rate"])
     (out / "win_rate.md").write_text(f"# Win rate over SFT\n\n{table}\n")

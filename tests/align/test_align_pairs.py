@@ -73,7 +73,7 @@ def test_translation_pairs_same_construction_in_every_language():
     rows = [
         {"id": f"ntrex-{i}", "src_lang": "en", "tgt_lang": "de", "src": f"The house number {i} is red and old.",
          "tgt": f"Das Haus Nummer {i} ist rot und alt."}
-        for i in range(8)
+        for i in range(2 * len(preference_data.KINDS))
     ]  # fmt: skip
     pairs = preference_data.translation_pairs(rows, "de", "train")
     assert [p["kind"] for p in pairs] == list(preference_data.KINDS) * 2
@@ -84,6 +84,8 @@ def test_translation_pairs_same_construction_in_every_language():
     wrong = pairs[0]["rejected"][0]["content"]
     assert wrong == rows[0]["src"]  # the untranslated source
     assert rows[1]["tgt"].startswith(pairs[1]["rejected"][0]["content"])  # truncated
+    run_on = pairs[4]["rejected"][0]["content"]
+    assert run_on.startswith(rows[4]["tgt"] + " ") and len(run_on) > len(rows[4]["tgt"]) + 10
 
 
 def test_truncate_and_shuffle_change_the_text():

@@ -113,13 +113,24 @@ def test_win_rate_reports_both_judges_and_best_of_n(tiny_model_dir, adapters, tm
     cfg = WinRateConfig(
         model=str(tiny_model_dir), baseline_adapter=sft, candidate_adapter=candidate, reward_model=rm,
         languages=["de", "sw"], prompts_per_language=2, max_new_tokens=6, backend="transformers",
-        best_of_n=2, output_dir=str(tmp_path / "wr"),
+        best_of_n=2, sampled=2, temperature=1.0, output_dir=str(tmp_path / "wr"),
     )  # fmt: skip
     report = win_rate.run(cfg)
-    for system in ("aligned", "best_of_2"):
+    for system in ("aligned", "best_of_2", "aligned@1"):
         judges = report["win_rate"][system]
         assert set(judges) == {"transferred_rm", "fidelity_chrf"}
         assert set(judges["fidelity_chrf"]) == {"de", "sw", "all"}
         assert all(0.0 <= v <= 1.0 for v in judges["transferred_rm"].values())
     assert (tmp_path / "wr" / "win_rate.png").stat().st_size > 1000
-    assert len((tmp_path / "wr" / "answers.jsonl").read_text().splitlines()) == 4
+    answers = [json.loads(line) for line in (tmp_path / "wr" / "answers.jsonl").read_text().splitlines()]
+    assert len(answers) == 4 and all(len(a["sft@1"]) == len(a["aligned@1"]) == 2 for a in answers)
+    assert report["mean_scores"]["aligned@1"]["fidelity_chrf"] >= 0.0
+
+
+def test_dpo_loss_weights_reach_trl_and_must_match_the_losses(tiny_model_dir, adapters, tmp_path):
+    common = _common(tiny_model_dir, adapters, tmp_path)
+    cfg = DPORunConfig(**common, loss_type=["sigmoid", "sft"], loss_weights=[1.0, 0.5])
+    args = PreferenceRecipe(cfg, "dpo").trl_args()
+    assert list(args.loss_type) == ["sigmoid", "sft"] and list(args.loss_weights) == [1.0, 0.5]
+    with pytest.raises(ValueError, match="one per loss"):
+        DPORunConfig(**common, loss_type=["sigmoid", "sft"], loss_weights=[1.0])
