@@ -191,29 +191,26 @@ def build(cfg: PreferenceDataConfig) -> dict[str, list[dict]]:
 
     by_split: dict[str, list[dict]] = defaultdict(list)
     seed_rows, refusal = _safety_inputs(cfg.safety_seed)
-    # a few sentences per language and split, for answers that drift into another language
-    drift = {
-        (lang, split): [
-            r["tgt"] for r in sources.ntrex_pairs(pivot_for(lang, cfg.pivot_lang), lang, split)[:40]
-        ]
+    ntrex = {
+        (lang, split): sources.ntrex_pairs(pivot_for(lang, cfg.pivot_lang), lang, split)
         for lang in cfg.languages
         for split in SPLITS
     }
     for lang in tqdm(cfg.languages, desc="preference pairs", unit="lang"):
         for split in SPLITS:
+            # a few sentences of every other language, for answers that drift into another language
             foreign = [
-                t for (other, sp), texts in drift.items() if other != lang and sp == split for t in texts
+                r["tgt"]
+                for (other, sp), rows in ntrex.items()
+                if other != lang and sp == split
+                for r in rows[:40]
             ]
-            rows = [
-                r
-                for r in sources.ntrex_pairs(pivot_for(lang, cfg.pivot_lang), lang, split)
-                if _short(r, cfg.max_chars)
-            ]
+            rows = [r for r in ntrex[lang, split] if _short(r, cfg.max_chars)]
             rng = random.Random(f"{lang}-{split}-{cfg.seed}")
             rng.shuffle(rows)
             pairs = translation_pairs(rows, lang, split, cfg.seed, foreign=foreign)
             if lang == cfg.pivot_lang and cfg.pivot_asks_other_languages:
-                # as many as the pivot's own wrong_language pairs (a quarter), spread over the others
+                # a quarter as many as the pivot's own translation pairs, spread over the others
                 others = [other for other in cfg.languages if other != lang]
                 per_other = max(1, len(pairs) // 4 // max(1, len(others)))
                 for other in others:

@@ -5,8 +5,9 @@
     python -m evaluation.benchmark --backend vllm --prompts 80 --n 4 --temperature 0.7 --max_new_tokens 64
 
 Prompts are NTREX test sentences (en→xx, spread over the demo languages) with the eval's translation
-instruction, greedy (or ``--n`` samples at ``--temperature``), no cache. Prints one JSON line: wall time, prompts/s and generated tokens/s (and,
-with an adapter, the time of a second pass through the adapter — on vLLM it reuses the engine).
+instruction, greedy (or ``--n`` samples at ``--temperature``), no cache. Prints one JSON line: wall
+time, prompts/s and generated tokens/s (and, with an adapter, the time of a second pass through the
+adapter — on vLLM it reuses the engine; ``--adapter_only`` skips the pass without it).
 Heavy: run it under the shared lock, `flock /tmp/crossling-heavy.lock python -m evaluation.benchmark`.
 """
 
@@ -51,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = load_tokenizer(args.model)
     result = {"backend": args.backend, "prompts": len(prompts), "max_new_tokens": args.max_new_tokens,
               "n": args.n, "temperature": args.temperature}  # fmt: skip
-    for label, adapter in [("base", None), ("adapter", args.adapter)]:
-        if (label == "adapter" and not adapter) or (label == "base" and args.adapter_only and args.adapter):
-            continue
+    passes = [] if args.adapter_only and args.adapter else [("base", None)]
+    passes += [("adapter", args.adapter)] if args.adapter else []
+    for label, adapter in passes:
         started = time.time()
         outs = generate(args.model, prompts, adapter=adapter, **kw)
         seconds = time.time() - started

@@ -355,16 +355,15 @@ def _vllm_engine(model: str, adapter: str | None):
     # In-process engine core: spawning one would re-import the caller's __main__ (scripts without a
     # main guard, notebooks) and buys nothing for offline batches.
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    extra: dict[str, Any] = {}
-    if not has_cuda():
-        # On CPU vLLM otherwise reserves 92 % of *system* memory and refuses to start beside anything.
-        extra["kv_cache_memory_bytes"] = int(float(os.environ.get("CROSSLING_VLLM_KV_GIB", "2")) * (1 << 30))
     config = (
         json.loads((Path(path) / "config.json").read_text()) if Path(path, "config.json").is_file() else {}
     )
     # eval prompts are short; the model's own limit when it is shorter (tiny test models)
     max_model_len = min(4096, int(config.get("max_position_embeddings", 4096)))
+    extra: dict[str, Any] = {}
     if not has_cuda():
+        # On CPU vLLM otherwise reserves 92 % of *system* memory and refuses to start beside anything.
+        extra["kv_cache_memory_bytes"] = int(float(os.environ.get("CROSSLING_VLLM_KV_GIB", "2")) * (1 << 30))
         extra.update(vllm_cpu_scheduler_args(max_model_len))
     engine = LLM(
         model=path,
