@@ -19,6 +19,7 @@ from pathlib import Path
 
 from align import scoring, training
 from align.config import DPORunConfig, KTORunConfig
+from crossling.device import fp32_trainable
 from crossling.errors import DataError
 
 
@@ -115,7 +116,7 @@ class PreferenceRecipe:
         self.trainer = Trainer(
             model=model, args=self.trl_args(), train_dataset=train_ds, processing_class=tokenizer
         )
-        training.fp32_trainable(self.trainer.model)
+        fp32_trainable(self.trainer.model)
         training.add_callbacks(self.trainer, self.run_dir, self.config.report_to)
 
     def train(self) -> Path:

@@ -20,6 +20,7 @@ import yaml
 
 from align import preference_data, training
 from align.config import RewardRunConfig
+from crossling.device import fp32_trainable
 from crossling.errors import ConfigError, DataError
 
 
@@ -81,7 +82,7 @@ class RewardRecipe:
             pass
 
         self.trainer = Trainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer)
-        training.fp32_trainable(self.trainer.model)
+        fp32_trainable(self.trainer.model)
         dropped = len(rows) - len(self.trainer.train_dataset)
         if dropped:
             training.say(f"{dropped} pairs longer than max_length={cfg.max_length} were left out by TRL")

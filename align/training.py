@@ -19,17 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from crossling.config import save_config
+from crossling.device import has_cuda, mixed_precision
 from crossling.errors import ConfigError
 
 
 def say(msg: str) -> None:
     print(f"[align] {msg}", flush=True)
-
-
-def has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def target_modules(cfg) -> str | list[str]:
@@ -59,19 +54,8 @@ def load_policy(cfg) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def fp32_trainable(model) -> None:
-    """TRL casts LoRA weights of a quantized model to bf16; on CPU that is >10x slower, so undo it."""
-    import torch
-
-    if has_cuda():
-        return
-    for param in model.parameters():
-        if param.requires_grad and param.dtype != torch.float32:
-            param.data = param.data.float()
-
-
 def training_arguments(cfg, run_dir: Path) -> dict[str, Any]:
-    """The transformers/TRL arguments every align recipe shares (CPU-safe: no bf16, no checkpointing)."""
+    """The transformers/TRL arguments every align recipe shares (fp32 on CPU, bf16 autocast on CUDA)."""
     return dict(
         output_dir=str(run_dir),
         learning_rate=cfg.learning_rate,
@@ -90,8 +74,7 @@ def training_arguments(cfg, run_dir: Path) -> dict[str, Any]:
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
         report_to="none",  # TensorBoard is attached by us, writing to <run>/tb like sft
-        bf16=False,
-        fp16=False,
+        **mixed_precision(),
         use_cpu=not has_cuda(),
         gradient_checkpointing=False,  # ~30% slower; our sequences are short
         dataloader_num_workers=0,

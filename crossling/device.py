@@ -46,6 +46,36 @@ def resolve_dtype(name: str | None, device: str | None = None):
     return dtype
 
 
+def fp32_trainable(model) -> int:
+    """Keep LoRA weights in float32 on every device (and every trained weight on CPU).
+
+    The frozen base may be 4-bit or bf16, but a trained weight stored in bf16 loses small updates
+    (8 bits of mantissa), and on CPU bf16 arithmetic is >10x slower. TRL casts the LoRA weights of a
+    quantized model to bf16; this undoes that. PEFT casts a LoRA layer's input to its weights' dtype;
+    a fully trained module (a reward model's score head) gets no such cast, so on a GPU it keeps the
+    base's dtype, or it would refuse bf16 hidden states outside autocast. Returns how many tensors
+    it cast.
+    """
+    import torch
+
+    cast = 0
+    for name, param in model.named_parameters():
+        if not param.requires_grad or param.dtype == torch.float32:
+            continue
+        if "lora_" in name or param.device.type == "cpu":
+            param.data = param.data.float()
+            cast += 1
+    return cast
+
+
+def mixed_precision(device: str | None = None) -> dict:
+    """``TrainingArguments`` flags: autocast in the device's compute dtype on CUDA, none on CPU."""
+    import torch
+
+    dtype = default_dtype(device)
+    return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16}
+
+
 def vllm_cpu_scheduler_args(max_model_len: int) -> dict:
     """vLLM engine arguments that keep seeded sampling alive on CPU.
 

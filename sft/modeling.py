@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
+from crossling.device import default_dtype, fp32_trainable
 from crossling.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -41,25 +42,17 @@ def training_device(device: str | None = None) -> str:
     return "cpu"
 
 
-def compute_dtype(device: str):
-    """float32 on CPU (fast there), bf16 on CUDA when supported, else fp16."""
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
-
-
 def nf4_config(device: str):
-    """bitsandbytes 4-bit NormalFloat with double quantization, computing in :func:`compute_dtype`."""
+    """bitsandbytes 4-bit NormalFloat with double quantization, computing in the device's fast dtype
+    (:func:`crossling.device.default_dtype`: float32 on CPU, bf16 on CUDA when supported, else fp16)."""
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=compute_dtype(device),
-        bnb_4bit_quant_storage=compute_dtype(device) if device.startswith("cuda") else None,
+        bnb_4bit_compute_dtype=default_dtype(device),
+        bnb_4bit_quant_storage=default_dtype(device) if device.startswith("cuda") else None,
     )
 
 
@@ -73,10 +66,9 @@ def sharded_launch() -> bool:
 
 
 def _load_base(path: str, task: Task, quantization: Quantization, device: str, num_labels: int):
-    import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    kwargs: dict = {"dtype": compute_dtype(device) if device.startswith("cuda") else torch.float32}
+    kwargs: dict = {"dtype": default_dtype(device)}
     if quantization == "nf4":
         kwargs["quantization_config"] = nf4_config(device)
         if not sharded_launch():
@@ -141,7 +133,6 @@ def load_model_for_training(
     - ``task="seq_cls"``: a sequence classifier (reward model) with ``num_labels`` outputs whose head
       is trained in full.
     """
-    import torch
     from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
 
     from crossling.models import load_tokenizer, resolve_model
@@ -175,10 +166,7 @@ def load_model_for_training(
     else:
         config = lora_config(task, lora_r, lora_alpha, lora_dropout, target_modules, modules_to_save)
         model = get_peft_model(model, config)
-    if not device.startswith("cuda"):
-        for param in model.parameters():
-            if param.requires_grad and param.dtype != torch.float32:
-                param.data = param.data.float()
+    fp32_trainable(model)  # adapters train in fp32 on every device; the frozen base keeps its dtype
     model.config.use_cache = False
     _log_trainable(model)
     return model, tokenizer

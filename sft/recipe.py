@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from crossling.config import save_config
+from crossling.device import has_cuda, mixed_precision
 from crossling.errors import ConfigError, DataError
 from sft import data as sft_data
 from sft.config import SFTRunConfig
@@ -144,9 +145,8 @@ class SFTRecipe:
             report_to="none",  # TensorBoard is attached by us, writing to <run>/tb
             dataloader_num_workers=cfg.dataloader_num_workers,
             disable_tqdm=True,  # our progress bar (tokens/s) replaces transformers'
-            bf16=False,
-            fp16=False,
-            use_cpu=not _has_cuda(),
+            **mixed_precision(),
+            use_cpu=not has_cuda(),
             ddp_find_unused_parameters=False,
             include_num_input_tokens_seen="no",
             remove_unused_columns=True,
@@ -295,12 +295,6 @@ def _eval_losses(metrics: dict) -> dict[str, float]:
         for k, v in metrics.items()
         if k.endswith("_loss")
     }
-
-
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def run(config: SFTRunConfig, command: str | None = None) -> dict:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from trl import SFTTrainer
 
+from crossling.device import fp32_trainable
 from sft.runs import AtomicCheckpointMixin
 
 IGNORE_INDEX = -100
@@ -113,16 +114,13 @@ def add_trained_positions_head(model) -> None:
 
 
 class CrosslingSFTTrainer(AtomicCheckpointMixin, SFTTrainer):
-    """``SFTTrainer`` + loss on trained positions only, fp32 LoRA on CPU, atomic checkpoints."""
+    """``SFTTrainer`` + loss on trained positions only, fp32 LoRA weights, atomic checkpoints."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         add_trained_positions_head(base)
-        if self.args.device.type != "cuda":
-            for param in self.model.parameters():
-                if param.requires_grad and param.dtype == torch.bfloat16:
-                    param.data = param.data.float()
+        fp32_trainable(self.model)  # TRL casts a quantized model's LoRA weights to bf16: undo it
         self.real_tokens = 0  # this process; see ``total_real_tokens``
         self.trained_tokens = 0
 

@@ -97,7 +97,9 @@ def test_kto_runs_a_few_steps_and_changes_the_adapter(tiny_model_dir, adapters, 
     recipe.setup()
     assert getattr(recipe.trainer.model, "is_loaded_in_4bit", False)
     trainable = [p for p in recipe.trainer.model.parameters() if p.requires_grad]
-    assert trainable and all(p.dtype == torch.float32 for p in trainable)  # TRL's bf16 cast undone on CPU
+    assert trainable and all(
+        p.dtype == torch.float32 for p in trainable
+    )  # TRL's bf16 cast undone, on every device
     recipe.train()
     assert _changed(_weights(adapters[0]), _weights(recipe.run_dir / "adapter"))
     assert (recipe.run_dir / "metrics.jsonl").read_text().strip()

@@ -43,7 +43,9 @@ def test_merge_gives_the_same_logits_as_adapter_on_base(tiny_model_dir, trained_
         merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32).eval()
         merged_logits = merged(input_ids=ids).logits
     assert not torch.allclose(adapter_logits, base_logits, atol=1e-3)  # the adapter does something
-    assert torch.allclose(merged_logits, adapter_logits, atol=1e-4)
+    # fp32 where the merge ran on CPU; on a GPU it merges (and saves) in bf16, which rounds at ~1e-2
+    saved = json.loads((merged_dir / "config.json").read_text()).get("dtype")
+    assert torch.allclose(merged_logits, adapter_logits, atol=1e-4 if saved == "float32" else 2e-2), saved
     assert (merged_dir / "tokenizer.json").is_file() and not (merged_dir / "adapter_config.json").exists()
 
 
@@ -79,7 +81,7 @@ def test_seq_cls_model_for_align_trains_its_score_head(tiny_model_dir):
     model, tokenizer = load_model_for_training(str(tiny_model_dir), task="seq_cls", quantization="none")
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert any("score" in n for n in trainable) and any("lora_A" in n for n in trainable)
-    enc = tokenizer(["Hallo Welt", "Bonjour"], return_tensors="pt", padding=True)
+    enc = tokenizer(["Hallo Welt", "Bonjour"], return_tensors="pt", padding=True).to(model.device)
     assert model(**enc).logits.shape == (2, 1)
     with pytest.raises(CrosslingError, match="full_finetune"):
         load_model_for_training(str(tiny_model_dir), full_finetune=True)

@@ -54,7 +54,8 @@ def test_two_process_gloo_ddp_matches_one_process_with_the_same_global_batch(
         "train",
         str(config),
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    # CPU processes even on a GPU machine: two ranks on one GPU is not what this test is about
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(
         cmd, capture_output=True, text=True, timeout=240, env=env, cwd=Path(__file__).parents[2]
     )

@@ -77,13 +77,16 @@ def test_tiny_qlora_run_lowers_loss_moves_lora_and_writes_the_run_folder(
 
 
 def test_trained_positions_loss_equals_full_logits_loss_and_gradients(tiny_model_dir):
-    model, tokenizer = load_model_for_training(str(tiny_model_dir), quantization="none", lora_dropout=0.0)
+    # the math is checked in fp32 (on a GPU the base would load in bf16 and round the comparison away)
+    model, tokenizer = load_model_for_training(
+        str(tiny_model_dir), quantization="none", lora_dropout=0.0, device="cpu"
+    )
     base = model.get_base_model()
     for name, p in model.named_parameters():  # give LoRA B non-zero values so its gradient path is exercised
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.02)
     torch.manual_seed(0)
-    ids = torch.randint(5, len(tokenizer), (2, 24))
+    ids = torch.randint(5, len(tokenizer), (2, 24)).to(model.device)
     labels = ids.clone()
     labels[:, :10] = -100
     labels[1, 20:] = -100
@@ -105,7 +108,7 @@ def _record_batches(trainer) -> list[str]:
     original = trainer.training_step
 
     def training_step(model, inputs, *args, **kwargs):
-        seen.append(hashlib.sha1(inputs["input_ids"].numpy().tobytes()).hexdigest()[:12])
+        seen.append(hashlib.sha1(inputs["input_ids"].cpu().numpy().tobytes()).hexdigest()[:12])
         return original(model, inputs, *args, **kwargs)
 
     trainer.training_step = training_step
