@@ -3,9 +3,14 @@
 The sources were written for crossling, from scratch, one file per language in the same shape: a few
 request *frames* (``How do I {x}?``), per hazard category a handful of harmful action phrases, and
 per category benign look-alikes on the same topics (history of a war, how locks work, medication
-safety, fiction) each with a short helpful answer; plus whole-sentence statements and everyday chat; ``more_harmful`` ("category | phrase") and ``more_benign``
-("phrase | answer") widen the topics (theft, drugs, fraud, revenge, bullying, ...) in some languages.
-Frames x phrases give many phrasings per category per language.
+safety, fiction) each with a short helpful answer; plus whole-sentence ``statements`` and everyday
+``chat``; ``more_harmful`` ("category | phrase") and ``more_benign`` ("phrase | answer") widen the
+topics (theft, drugs, fraud, revenge, bullying, ...) in some languages. Frames x phrases give many
+phrasings per category per language. ``requests`` ("category | text") are whole harmful requests
+the way users type them (context, role-play and fiction wrappers, leading questions), and ``tasks``
+("kind | prompt | answer", kind math / prose / everyday / lookalike) are benign requests in the
+shapes a request filter meets most: homework word problems, long writing and summarising tasks,
+everyday questions, and harmless requests that share words with harmful ones.
 
 Row contract (shared with the data recipes): ``{"id", "text", "lang", "label": "harmful"|"benign",
 "category", "response"}`` — ``response`` is the short answer for benign rows, empty for harmful ones;
@@ -32,6 +37,7 @@ from serve.safety.categories import CATEGORIES
 REPO = Path(__file__).resolve().parents[2]
 SOURCE_DIR = REPO / "data" / "safety" / "source"
 SEED_PATH = REPO / "data" / "safety" / "seed.jsonl"
+TASK_KINDS = ("math", "prose", "everyday", "lookalike")
 
 
 def _fail(path: Path, msg: str) -> DataError:
@@ -65,10 +71,13 @@ def load_source(path: str | Path) -> dict[str, Any]:
         for item in items:
             if " | " not in item:
                 raise _fail(path, f"benign.{cat}: {item!r} needs 'phrase | answer'")
-    for field in ("statements", "chat", "more_harmful", "more_benign"):
+    for field in ("statements", "requests", "chat", "more_harmful", "more_benign"):
         for item in src.get(field) or []:
             if " | " not in item:
                 raise _fail(path, f"{field}: {item!r} needs 'a | b'")
+    for item in src.get("tasks") or []:
+        if item.count(" | ") < 2 or item.split(" | ", 1)[0].strip() not in TASK_KINDS:
+            raise _fail(path, f"tasks: {item!r} needs 'kind | prompt | answer' with kind in {TASK_KINDS}")
     return src
 
 
@@ -102,14 +111,18 @@ def expand(src: dict[str, Any]) -> list[dict[str, Any]]:
     for i, item in enumerate(src.get("more_benign") or []):
         phrase, answer = (s.strip() for s in item.split(" | ", 1))
         framed(f"{lang}-more-b{i}", phrase, "benign", None, answer)
-    for i, item in enumerate(src.get("statements") or []):
-        cat, text = (s.strip() for s in item.split(" | ", 1))
-        if cat not in CATEGORIES:
-            raise DataError(f"{lang} statements[{i}]: unknown category {cat!r}")
-        add(f"{lang}-stmt{i}", text, "harmful", cat, "", f"{lang}-stmt{i}")
+    for field, prefix in (("statements", "stmt"), ("requests", "req")):
+        for i, item in enumerate(src.get(field) or []):
+            cat, text = (s.strip() for s in item.split(" | ", 1))
+            if cat not in CATEGORIES:
+                raise DataError(f"{lang} {field}[{i}]: unknown category {cat!r}")
+            add(f"{lang}-{prefix}{i}", text, "harmful", cat, "", f"{lang}-{prefix}{i}")
     for i, item in enumerate(src.get("chat") or []):
         text, answer = (s.strip() for s in item.split(" | ", 1))
         add(f"{lang}-chat{i}", text, "benign", None, answer, f"{lang}-chat{i}")
+    for i, item in enumerate(src.get("tasks") or []):
+        kind, text, answer = (s.strip() for s in item.split(" | ", 2))
+        add(f"{lang}-{kind}{i}", text, "benign", None, answer, f"{lang}-task{i}")
     return rows
 
 
