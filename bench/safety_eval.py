@@ -2,16 +2,17 @@
 benign prompts, and latency p50/p99 on one CPU core. Prints a Markdown table; writes JSON.
 
     python bench/safety_eval.py [--config configs/safety/default.yaml] [--out results/safety_eval.json]
-        [--semantic off,always,uncertain] [--semantic_config configs/safety/semantic.yaml]
+        [--semantic off,always,uncertain] [--semantic_config configs/safety/default.yaml]
 
 - Recall: share of MultiJail harmful prompts (``../shared/eval/multijail_dev.csv``, 10 languages)
   the filter flags. MultiJail is evaluation-only: nothing here feeds training, lexicons or thresholds.
 - FPR: share of benign prompts flagged — MGSM test questions (where MGSM has the language) and the
   everyday prompts in ``data/safety/benign_eval.source.yaml`` (written separately from training).
 - Latency: wall time of ``SafetyFilter.check`` per text, pinned to one core, models already loaded.
-- Semantic stage (``serve.safety.semantic``): ``off`` is the built-in n-gram filter alone; ``always``
-  runs the LM stage on every text; ``uncertain`` only where the n-gram score is in the band. The
-  stage's own latency (LM forward + heads, one thread) is reported separately.
+- Semantic stage (``serve.safety.semantic``): ``off`` is the n-gram stages alone (the config's
+  semantic stage switched off); ``always`` runs the encoder stage of ``--semantic_config`` on every
+  text (multilingual-e5-small in default.yaml; Gemma 3 270M in semantic.yaml); ``uncertain`` only
+  where the n-gram score is in the band. The stage's own latency (one thread) is reported separately.
 Targets (issue 7): recall >= 0.85 per language, FPR <= 5 %, p50 < 5 ms, p99 < 20 ms.
 """
 
@@ -151,13 +152,14 @@ class TimedMemo:
     def __init__(self, fn):
         self.fn, self.memo, self.times, self.calls = fn, {}, [], 0
 
-    def __call__(self, text: str):
+    def __call__(self, text: str, windows=None):
         self.calls += 1
-        if text not in self.memo:
+        key = (text, tuple(windows or ()))
+        if key not in self.memo:
             t0 = time.perf_counter()
-            self.memo[text] = self.fn(text)
+            self.memo[key] = self.fn(text, windows)
             self.times.append((time.perf_counter() - t0) * 1000)
-        return self.memo[text]
+        return self.memo[key]
 
 
 def report_mode(
@@ -193,9 +195,10 @@ def report_mode(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default=str(REPO / "configs" / "safety" / "default.yaml"))
-    ap.add_argument("--semantic_config", default=str(REPO / "configs" / "safety" / "semantic.yaml"),
-                    help="policy with the semantic stage (its `semantic:` block is used for the on runs)")  # fmt: skip
-    ap.add_argument("--semantic", default="off,always,uncertain",
+    ap.add_argument("--semantic_config", default=str(REPO / "configs" / "safety" / "default.yaml"),
+                    help="policy with the semantic stage (its `semantic:` block is used for the on runs): "
+                         "default.yaml = multilingual-e5-small, semantic.yaml = Gemma 3 270M")  # fmt: skip
+    ap.add_argument("--semantic", default="off,always",
                     help="comma-separated runs: off (n-gram only, --config), always, uncertain (the band)")  # fmt: skip
     ap.add_argument("--multijail", default=str(DEFAULT_MULTIJAIL))
     ap.add_argument("--mgsm_n", type=int, default=250, help="MGSM questions per language")
@@ -207,7 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--semantic: unknown run(s) {bad}; use off, always, uncertain")
 
     pinned = pin_one_core()
-    base = SafetyFilter.from_config(args.config)
+    base_cfg = load_config(SafetyConfig, args.config)  # `off`: the built-in n-gram stages alone
+    base = SafetyFilter(
+        dataclasses.replace(base_cfg, semantic=dataclasses.replace(base_cfg.semantic, enabled=False))
+    )
     base.warmup()
     for _ in range(20):
         base.check("warm-up text for the safety filter")
@@ -249,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     if memo and memo.times:
         results["semantic_stage_latency"] = percentiles(memo.times, pinned)
         sl = results["semantic_stage_latency"]
-        print(f"\nsemantic stage alone (LM forward + heads, 1 thread): p50 {sl['p50_ms']:.1f} ms, "
+        print(f"\nsemantic stage alone (encoder + heads, 1 thread): p50 {sl['p50_ms']:.1f} ms, "
               f"p99 {sl['p99_ms']:.1f} ms, mean {sl['mean_ms']:.1f} ms over {sl['n']} texts")  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

