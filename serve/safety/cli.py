@@ -3,8 +3,10 @@
 - ``build-seed``: expand ``data/safety/source/*.yaml`` into ``data/safety/seed.jsonl``.
 - ``train [CONFIG]``: train the built-in classifier and write ``data/safety/hazard_model.npz``;
   its harm threshold is calibrated on held-out phrase groups (``--report true`` prints them per language).
-- ``train-semantic [CONFIG]``: extract LM features of the seed, pick the layer and threshold on
-  held-out seed groups, and write ``data/safety/semantic_model.npz`` (``serve.safety.semantic_train``).
+- ``train-semantic [CONFIG]``: embed the seed (multilingual-e5-small with
+  ``configs/safety/encoder_train.yaml``, or an LM's hidden states), pick the layer and threshold on
+  held-out seed groups, and write the heads (``data/safety/encoder_model.npz``; see
+  ``serve.safety.semantic_train``).
 - ``check CONFIG TEXT...``: print the verdict for each text (policy from CONFIG).
 """
 
@@ -28,7 +30,10 @@ class TrainConfig:
         default="data/safety/hazard_model.npz", metadata={"help": "where to write the model"}
     )
     dev_fraction: float = field(
-        default=0.2, metadata={"help": "share of phrase groups held out to calibrate the harm threshold"}
+        default=0.2,
+        metadata={
+            "help": "share of phrase groups held out to calibrate the harm threshold (0: no calibration)"
+        },
     )
     target_fpr: float = field(
         default=0.05,
@@ -78,7 +83,7 @@ def _settings(cfg: TrainConfig):
     from serve.safety.classifier import TrainSettings
 
     return TrainSettings(alpha=cfg.alpha, epochs=cfg.epochs, target_fpr=cfg.target_fpr,
-                         dev_fraction=cfg.dev_fraction or 0.2)  # fmt: skip
+                         dev_fraction=cfg.dev_fraction)  # fmt: skip
 
 
 def _train(cfg: TrainConfig) -> int:
@@ -86,7 +91,7 @@ def _train(cfg: TrainConfig) -> int:
     from serve.safety.seed import load_seed
 
     rows = load_seed(cfg.seed_path)
-    if cfg.report:
+    if cfg.report and cfg.dev_fraction > 0:
         _dev_report(rows, cfg)
     settings = _settings(cfg)
     t0 = time.perf_counter()
