@@ -192,6 +192,31 @@ def report_mode(
     return res
 
 
+def operating_points(
+    stage, sem_cfg, classifier, harmful: dict, benign: dict, thresholds: list[float]
+) -> list:
+    """Recall/FPR of the whole filter at each encoder threshold (the memo answers the encoder's
+    scores from the runs above, so each point costs only the n-gram stages)."""
+    default, points = stage.threshold, []
+    print("\noperating points (encoder threshold: macro recall (min) | macro FPR (max) | MGSM FPR mean)")
+    for t in thresholds:
+        stage.threshold = t
+        cfg = dataclasses.replace(sem_cfg, semantic=dataclasses.replace(sem_cfg.semantic, enabled=True))
+        table, _ = evaluate(
+            SafetyFilter(cfg, classifier=classifier, semantic=stage), harmful, benign, f"t={t}"
+        )
+        rec = [r["recall"] for r in table if "recall" in r]
+        fpr = [r["fpr"] for r in table if "fpr" in r]
+        mgsm = [r["fpr_mgsm"] for r in table if "fpr_mgsm" in r]
+        points.append({"threshold": t, "macro_recall": float(np.mean(rec)), "min_recall": min(rec),
+                       "macro_fpr": float(np.mean(fpr)), "max_fpr": max(fpr), "mgsm_fpr": float(np.mean(mgsm))})  # fmt: skip
+        p = points[-1]
+        print(f"  {t:.3f}{' (shipped)' if abs(t - default) < 5e-4 else ''}: {p['macro_recall']:.3f} ({p['min_recall']:.3f}) | "
+              f"{p['macro_fpr']:.3f} ({p['max_fpr']:.3f}) | {p['mgsm_fpr']:.3f}")  # fmt: skip
+    stage.threshold = default
+    return points
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default=str(REPO / "configs" / "safety" / "default.yaml"))
@@ -200,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
                          "default.yaml = multilingual-e5-small, semantic.yaml = Gemma 3 270M")  # fmt: skip
     ap.add_argument("--semantic", default="off,always",
                     help="comma-separated runs: off (n-gram only, --config), always, uncertain (the band)")  # fmt: skip
+    ap.add_argument("--semantic_thresholds", default="",
+                    help="comma-separated encoder thresholds (semantic.threshold): after the runs, one "
+                         "summary line per value, reusing the encoder scores (a trade-off curve; the "
+                         "shipped threshold is chosen on held-out seed data, not here)")  # fmt: skip
     ap.add_argument("--multijail", default=str(DEFAULT_MULTIJAIL))
     ap.add_argument("--mgsm_n", type=int, default=250, help="MGSM questions per language")
     ap.add_argument("--out", default=str(REPO / "results" / "safety_eval.json"))
@@ -252,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
         n_lm_before = len(memo.times) if memo else 0
         table, times = evaluate(safety, harmful, benign, mode)
         results[mode] = report_mode(mode, table, times, title, memo, calls_before, n_lm_before, pinned)
+    if stage is not None and args.semantic_thresholds:
+        results["operating_points"] = operating_points(
+            stage, sem_cfg, base.classifier, harmful, benign,
+            [float(t) for t in args.semantic_thresholds.split(",") if t.strip()],
+        )  # fmt: skip
     if memo and memo.times:
         results["semantic_stage_latency"] = percentiles(memo.times, pinned)
         sl = results["semantic_stage_latency"]

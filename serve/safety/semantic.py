@@ -245,7 +245,7 @@ def rescale(score: float, threshold: float, policy_threshold: float) -> float:
 
 
 class SemanticStage:
-    """A loaded LM + trained heads: ``score(text) -> (harm, {category: score on the policy's scale})``."""
+    """A loaded encoder (or LM) + trained heads: ``score(text) -> (harm, {category: score on the policy's scale})``."""
 
     def __init__(
         self,
