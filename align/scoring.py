@@ -240,6 +240,23 @@ def fingerprint(path: str | None) -> str | None:
     return h.hexdigest()[:16]
 
 
+def score_completions(
+    prompts: list[dict], completions: list[list[str]], scorer, digits: int | None = None
+) -> list[dict]:
+    """``{**prompt, "completions", "rewards"}`` per prompt: every completion scored in one flat
+    batch by ``scorer`` (a ``RewardScorer``), the rewards cut back per prompt (rounded to ``digits``)."""
+    flat_prompts = [p["prompt"] for p, outs in zip(prompts, completions, strict=True) for _ in outs]
+    rewards = scorer.score(flat_prompts, [c for outs in completions for c in outs], progress=True)
+    rows, i = [], 0
+    for p, outs in zip(prompts, completions, strict=True):
+        cut = rewards[i : i + len(outs)]
+        rows.append(
+            {**p, "completions": outs, "rewards": cut if digits is None else [round(r, digits) for r in cut]}
+        )
+        i += len(outs)
+    return rows
+
+
 def sample_and_score(prompts: list[dict], cfg, scored_path: Path, scorer=None) -> list[dict]:
     """``n`` samples per prompt from the policy, each scored; cached in ``scored_path``.
 
@@ -270,13 +287,7 @@ def sample_and_score(prompts: list[dict], cfg, scored_path: Path, scorer=None) -
         from align.reward import RewardScorer
 
         scorer = RewardScorer(cfg.reward_model, batch_size=cfg.score_batch_size)
-    flat_prompts = [p["prompt"] for p, outs in zip(prompts, completions, strict=True) for _ in outs]
-    flat = [c for outs in completions for c in outs]
-    rewards = scorer.score(flat_prompts, flat, progress=True)
-    rows, i = [], 0
-    for p, outs in zip(prompts, completions, strict=True):
-        rows.append({**p, "completions": outs, "rewards": [round(r, 4) for r in rewards[i : i + len(outs)]]})
-        i += len(outs)
+    rows = score_completions(prompts, completions, scorer, digits=4)
     scored_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = scored_path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

@@ -106,13 +106,7 @@ def run(cfg: WinRateConfig, command: str | None = None) -> dict:
     scorer = RewardScorer(cfg.reward_model)
     if cfg.best_of_n > 1:
         samples = _generate(cfg, prompts, cfg.baseline_adapter, n=cfg.best_of_n, temperature=cfg.temperature)
-        flat = scorer.score([p["prompt"] for p, s in zip(prompts, samples, strict=True) for _ in s],
-                            [t for s in samples for t in s], progress=True)  # fmt: skip
-        scored = []
-        for i, (p, s) in enumerate(zip(prompts, samples, strict=True)):
-            scored.append(
-                {**p, "completions": s, "rewards": flat[i * cfg.best_of_n : (i + 1) * cfg.best_of_n]}
-            )
+        scored = scoring.score_completions(prompts, samples, scorer)
         answers[f"best_of_{cfg.best_of_n}"] = [b["completion"] for b in scoring.best_of_n(scored)]
     judge = RewardScorer(cfg.judge_reward_model) if cfg.judge_reward_model else None
     scores = _judge_scores(prompts, answers, scorer, judge)

@@ -199,9 +199,9 @@ def operating_points(
     scores from the runs above, so each point costs only the n-gram stages)."""
     default, points = stage.threshold, []
     print("\noperating points (encoder threshold: macro recall (min) | macro FPR (max) | MGSM FPR mean)")
+    cfg = dataclasses.replace(sem_cfg, semantic=dataclasses.replace(sem_cfg.semantic, enabled=True))
     for t in thresholds:
         stage.threshold = t
-        cfg = dataclasses.replace(sem_cfg, semantic=dataclasses.replace(sem_cfg.semantic, enabled=True))
         table, _ = evaluate(
             SafetyFilter(cfg, classifier=classifier, semantic=stage), harmful, benign, f"t={t}"
         )

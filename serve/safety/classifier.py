@@ -34,7 +34,7 @@ import numpy as np
 
 from serve.safety.categories import CATEGORY_IDS
 from serve.safety.normalize import normalize
-from serve.safety.seed import REPO, SEED_PATH, load_seed
+from serve.safety.seed import REPO, SEED_PATH, held_out_groups, load_seed
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +188,7 @@ class HazardClassifier:
 def heldout_harm(rows: list[dict], settings: TrainSettings) -> tuple[list[dict], list[float]]:
     """Train on all but ``settings.dev_fraction`` of the phrase groups; the held-out rows and their harm
     scores. Every framing of a phrase stays on one side, so this measures unseen phrasings."""
-    groups = sorted({r["group"] for r in rows})
-    held = set(random.Random(0).sample(groups, int(len(groups) * settings.dev_fraction)))
+    held = held_out_groups(rows, settings.dev_fraction, seed=0)
     model = HazardClassifier.train([r for r in rows if r["group"] not in held], settings)
     dev = [r for r in rows if r["group"] in held]
     return dev, [h for h, _ in model.predict([normalize(r["text"]) for r in dev])]

@@ -96,15 +96,12 @@ class SafetyFilter:
         return detected if detected is not None else (code if p >= 0.4 else None)
 
     def ranked_sentences(self, text: str, limit: int = 256) -> list[str]:
-        """A long text's sentences (over ``window_chars``; at most ``limit``), most harmful first by
-        the n-gram stage; [] for a short text."""
-        if len(text) <= self.config.window_chars:
+        """The text's sentences (at most ``limit``), most harmful first by the n-gram stage."""
+        pairs = [(s, n) for s in _SENTENCE_END.split(text) if (n := normalize(s))][:limit]
+        if not pairs:
             return []
-        windows = [s for s in _SENTENCE_END.split(text) if normalize(s)][:limit]
-        if not windows:
-            return []
-        harms = [h for h, _ in self.classifier.predict([normalize(w) for w in windows])]
-        return [w for _, w in sorted(zip(harms, windows, strict=True), key=lambda p: -p[0])]
+        harms = [h for h, _ in self.classifier.predict([n for _, n in pairs])]
+        return [s for _, (s, _) in sorted(zip(harms, pairs, strict=True), key=lambda p: -p[0])]
 
     def scores(self, text: str) -> tuple[float, dict[str, float]]:
         """Built-in classifier only: (harm, per-category scores), max over windows, on the policy's
@@ -131,8 +128,10 @@ class SafetyFilter:
         sem = self.config.semantic
         if self.semantic is not None and sem.applies(lang, harm, role):
             # scores are mapped onto the policy's scale, then merged by max like the guards' scores
+            # a long text is embedded by its sentences, ranked here (short texts need no ranking)
+            windows = self.ranked_sentences(text) if self.semantic.splits(text) else None
             s_harm, s_cats = self.semantic.score(
-                text, policy_threshold=self.config.threshold, windows=self.ranked_sentences(text)
+                text, policy_threshold=self.config.threshold, windows=windows
             )
             notes.append(f"semantic: harm {s_harm:.3f}")
             for cat, score in s_cats.items():

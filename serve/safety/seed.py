@@ -24,6 +24,7 @@ Not here: MultiJail or any evaluation set. Nothing in this module reads them.
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,13 @@ def drop_eval_overlap(rows: list[dict]) -> list[dict]:
         else:
             print(f"build-seed: dropped {row['id']} (overlaps eval item {hit})")
     return kept
+
+
+def held_out_groups(rows: list[dict], fraction: float, seed: int) -> set[str]:
+    """A random ``fraction`` of the rows' phrase groups: a train/dev split that keeps every framing
+    of a phrase on one side (the n-gram calibration and the encoder's selection both use it)."""
+    groups = sorted({r["group"] for r in rows})
+    return set(random.Random(seed).sample(groups, int(len(groups) * fraction)))
 
 
 def load_seed(path: str | Path = SEED_PATH) -> list[dict]:

@@ -259,13 +259,17 @@ class SemanticStage:
         self.threshold = threshold if threshold is not None else head.threshold
         self.embedder = make_embedder(head.model, [head.layer], head.max_tokens, threads=threads or None)
 
+    def splits(self, text: str) -> bool:
+        """Whether ``pieces`` embeds ``text`` by its windows rather than whole."""
+        return isinstance(self.embedder, SentenceEncoder) and len(text) > self.embedder.max_chars
+
     def pieces(self, text: str, windows: Sequence[str] | None = None) -> list[str]:
         """What to embed: the text itself, or, for a sentence encoder and a text over its ``max_chars``,
         the first ``max_pieces`` of ``windows`` (the filter passes the text's sentences, the ones its
         n-gram stage scores most harmful first), each cut to ``max_chars``. A short text is embedded
         whole only: out of context, a math problem's last sentence can look harmful, and the heads
         are trained on requests wrapped in chatter."""
-        if not isinstance(self.embedder, SentenceEncoder) or len(text) <= self.embedder.max_chars:
+        if not self.splits(text):
             return [text]
         limit = self.embedder.max_chars
         pieces = [w for w in (windows or []) if w.strip()][: self.max_pieces] or [text]

@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from serve.safety.classifier import CACHE_DIR, TrainSettings, extra_benign
-from serve.safety.seed import load_seed
+from serve.safety.seed import held_out_groups, load_seed
 from serve.safety.semantic import SENTENCE_ENCODERS, SemanticModel, make_embedder, save_semantic
 
 log = logging.getLogger(__name__)
@@ -176,8 +176,7 @@ def _harm_scores(heads: dict, x: np.ndarray) -> np.ndarray:
 
 def split(rows: list[dict], cfg: SemanticTrainConfig) -> np.ndarray:
     """Boolean dev mask: whole phrase groups held out (all framings of a phrase on one side)."""
-    groups = sorted({r["group"] for r in rows})
-    held = set(random.Random(cfg.seed + 1).sample(groups, int(len(groups) * cfg.dev_fraction)))
+    held = held_out_groups(rows, cfg.dev_fraction, seed=cfg.seed + 1)
     return np.array([r["group"] in held for r in rows])
 
 
