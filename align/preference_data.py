@@ -3,7 +3,7 @@
 For a language L the pairs are (TRL's conversational pairwise format, contract 3)
 ``{"prompt": messages, "chosen": messages, "rejected": messages, "lang": L, "kind", "source", "split"}``:
 
-- translation (NTREX, document splits from ``data_recipes.sources``): the request "translate this
+- translation (NTREX, document splits from ``crossling.corpora``): the request "translate this
   into L" (phrased with the data_recipes templates, in L), chosen = the human reference in L,
   rejected = one of ``wrong_language`` (the untranslated source: the commonest failure of small
   models), ``truncated`` (the first 30-60 % of the reference), ``mismatched`` (the reference of another
@@ -12,7 +12,7 @@ For a language L the pairs are (TRL's conversational pairwise format, contract 3
   sentence: a small model's sampled answers often translate and then keep going, drifting into other
   languages and scripts).
   The kinds rotate by row, so every language gets the same mix.
-- safety (``data/safety/seed.jsonl`` + ``serve.safety.refusals``, when both exist): a benign request
+- safety (``data/safety/seed.jsonl`` + ``safety.refusals``, when both exist): a benign request
   → its helpful answer over a refusal (over-refusal is a failure); a harmful request → a refusal in L
   over the same refusal in another language.
 
@@ -187,12 +187,12 @@ def pivot_for(lang: str, pivot: str) -> str:
 
 def build(cfg: PreferenceDataConfig) -> dict[str, list[dict]]:
     """All pairs by split, capped per language and split (sampled, not the first N: documents vary)."""
-    from data_recipes import sources
+    from crossling import corpora
 
     by_split: dict[str, list[dict]] = defaultdict(list)
     seed_rows, refusal = _safety_inputs(cfg.safety_seed)
     ntrex = {
-        (lang, split): sources.ntrex_pairs(pivot_for(lang, cfg.pivot_lang), lang, split)
+        (lang, split): corpora.ntrex_pairs(pivot_for(lang, cfg.pivot_lang), lang, split)
         for lang in cfg.languages
         for split in SPLITS
     }
@@ -214,7 +214,7 @@ def build(cfg: PreferenceDataConfig) -> dict[str, list[dict]]:
                 others = [other for other in cfg.languages if other != lang]
                 per_other = max(1, len(pairs) // 4 // max(1, len(others)))
                 for other in others:
-                    asked = [r for r in sources.ntrex_pairs(lang, other, split) if _short(r, cfg.max_chars)]
+                    asked = [r for r in corpora.ntrex_pairs(lang, other, split) if _short(r, cfg.max_chars)]
                     rng.shuffle(asked)
                     pairs += asks_other_language_pairs(asked[:per_other], lang, split, cfg.seed)
             if refusal is not None:
@@ -235,7 +235,7 @@ def _safety_inputs(path: str):
     if not Path(path).is_file():
         return [], None
     try:
-        from serve.safety.refusals import refusal_text
+        from safety.refusals import refusal_text
     except ImportError:
         return [], None
     from data_recipes.recipes.safety import read_seed
@@ -289,7 +289,7 @@ def load_pairs(path: str | Path, default_lang: str | None = None) -> list[dict]:
     Rows need ``chosen`` and ``rejected`` (``prompt`` optional: TRL's implicit-prompt format); ``lang``
     defaults to ``default_lang``. A bad row is an error naming the file and line.
     """
-    from data_recipes.loaders import read_records
+    from crossling.loaders import read_records
 
     rows = read_records(path, required=("chosen", "rejected"), check=_check_pairwise)
     if not rows:

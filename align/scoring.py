@@ -2,7 +2,7 @@
 
 - ``target_prompts``: held-out or training prompts per target language (NTREX translation requests
   with their references, or any ``{prompt, lang}`` JSONL such as data_recipes' preference_prompts).
-- ``sample_and_score``: ``n`` samples per prompt through ``evaluation.generation.generate`` (vLLM
+- ``sample_and_score``: ``n`` samples per prompt through ``crossling.generation.generate`` (vLLM
   offline when installed and worth it, transformers otherwise; cached on disk), scored by a
   ``RewardScorer``, saved as ``scored.jsonl`` — rerunning with the same settings reuses it.
 - ``dpo_pairs``: best vs worst sample per prompt, kept when the reward margin is at least ``min_margin``.
@@ -156,7 +156,7 @@ def target_prompts(
     """
     if source == "ntrex":
         return _ntrex_prompts(languages, per_language, split, seed)
-    from data_recipes.loaders import read_records
+    from crossling.loaders import read_records
 
     rows = read_records(source, required=("prompt", "lang"))
     out = []
@@ -181,13 +181,13 @@ def target_prompts(
 
 def _ntrex_prompts(languages: list[str], per_language: int, split: str, seed: int) -> list[dict]:
     from align.preference_data import pivot_for
-    from data_recipes import sources
+    from crossling import corpora
     from data_recipes.recipes.translation_following import translation_prompt
 
     out = []
     for lang in languages:
         rng = random.Random(f"align-prompts-{lang}-{split}-{seed}")
-        rows = [r for r in sources.ntrex_pairs(pivot_for(lang, "en"), lang, split) if len(r["src"]) <= 240]
+        rows = [r for r in corpora.ntrex_pairs(pivot_for(lang, "en"), lang, split) if len(r["src"]) <= 240]
         rng.shuffle(rows)
         for row in rows[:per_language]:
             text = translation_prompt(row["src"], row["src_lang"], lang, lang, rng)
@@ -306,7 +306,7 @@ def sample_and_score(prompts: list[dict], cfg, scored_path: Path, scorer=None) -
 
 
 def _sample(prompts: list[dict], cfg) -> list[list[str]]:
-    from evaluation import generation
+    from crossling import generation
 
     training.say(f"sampling {cfg.n} × {len(prompts)} prompts from {cfg.adapter or cfg.model}")
     completions = generation.generate(

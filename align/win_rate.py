@@ -38,12 +38,13 @@ def wins(candidate: list[float], baseline: list[float], eps: float = 1e-6) -> fl
 def fidelity_chrf(text: str, reference: str | None, lang: str) -> float:
     """Sentence chrF against the reference, 0 when the answer is not in ``lang`` (the independent judge).
 
-    Uses the eval's own conventions (``evaluation.metrics``): the translation is cut out of a chatty
+    Uses the eval's own conventions: the translation is cut out of a chatty
     answer the same way, and language fidelity is the same ``crossling.langid`` check.
     """
     import sacrebleu
 
-    from evaluation.metrics import clean_translation, in_language
+    from crossling.generation import clean_translation
+    from crossling.langid import in_language
 
     text = clean_translation(text)
     if not in_language(text, lang):
@@ -82,7 +83,7 @@ def compare(prompts: list[dict], scores: dict, candidate: str, baseline: str) ->
 def _generate(
     cfg: WinRateConfig, prompts: list[dict], adapter: str | None, n: int = 1, temperature: float = 0.0
 ):
-    from evaluation import generation
+    from crossling import generation
 
     outs = generation.generate(
         cfg.model, [p["prompt"] for p in prompts], adapter=adapter, n=n, temperature=temperature,

@@ -9,7 +9,7 @@ benign prompts, and latency p50/p99 on one CPU core. Prints a Markdown table; wr
 - FPR: share of benign prompts flagged — MGSM test questions (where MGSM has the language) and the
   everyday prompts in ``data/safety/benign_eval.source.yaml`` (written separately from training).
 - Latency: wall time of ``SafetyFilter.check`` per text, pinned to one core, models already loaded.
-- Semantic stage (``serve.safety.semantic``): ``off`` is the n-gram stages alone (the config's
+- Semantic stage (``safety.semantic``): ``off`` is the n-gram stages alone (the config's
   semantic stage switched off); ``always`` runs the encoder stage of ``--semantic_config`` on every
   text (multilingual-e5-small in default.yaml; Gemma 3 270M in semantic.yaml); ``uncertain`` only
   where the n-gram score is in the band. The stage's own latency (one thread) is reported separately.
@@ -41,9 +41,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from crossling.config import load_config  # noqa: E402
-from serve.safety.config import SafetyConfig  # noqa: E402
-from serve.safety.filter import SafetyFilter  # noqa: E402
-from serve.safety.semantic import build_semantic  # noqa: E402
+from safety.config import SafetyConfig  # noqa: E402
+from safety.filter import SafetyFilter  # noqa: E402
+from safety.semantic import build_semantic  # noqa: E402
 
 MULTIJAIL_LANGS = ("en", "zh", "it", "vi", "ar", "ko", "th", "bn", "sw", "jv")
 DEFAULT_MULTIJAIL = REPO / "data" / "eval" / "multijail_dev.csv"  # the shipped copy of ../shared/eval
@@ -74,7 +74,7 @@ def benign_sets(mgsm_n: int) -> dict[str, dict[str, list[str]]]:
     for lang, prompts in chat.items():
         out.setdefault(lang, {"mgsm": [], "chat": []})["chat"] = list(prompts)
     try:
-        from data_recipes.sources import mgsm_problems
+        from crossling.corpora import mgsm_problems
 
         for lang in out:
             with contextlib.suppress(Exception):  # MGSM lacks this language

@@ -33,8 +33,8 @@ TARGETS = ["de", "fr", "es", "zh", "sw", "ru"]
 
 
 def ntrex_chats(n: int = 360) -> list[dict]:
+    from crossling.corpora import ntrex_pairs
     from crossling.languages import name
-    from data_recipes.sources import ntrex_pairs
 
     per = n // len(TARGETS)
     rows = []

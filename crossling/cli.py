@@ -21,7 +21,7 @@ AREAS: dict[str, tuple[str, str]] = {
     "sft": ("sft.cli", "QLoRA supervised fine-tuning"),
     "align": ("align.cli", "reward model, cross-lingual reward transfer, DPO / KTO"),
     "serve": ("serve.cli", "OpenAI-compatible server (vLLM or transformers) + UI"),
-    "safety": ("serve.safety.cli", "multilingual safety filter: build seed, train, check texts"),
+    "safety": ("safety.cli", "multilingual safety filter: build seed, train, check texts"),
     "ui": ("serve.ui.cli", "the Gradio chat UI on its own, against any OpenAI-compatible URL"),
     "eval": ("evaluation.cli", "evaluate a model or endpoint: fidelity, chrF, MGSM, safety"),
     "demo": ("crossling.demo", "the whole pipeline on the default model"),

@@ -100,5 +100,11 @@ def is_language(text: str, lang: str, min_letters: int = 3) -> bool:
     return detect(text) == lang
 
 
+def in_language(text: str, lang: str) -> bool:
+    """Language fidelity of an answer: True if it is written in ``lang``. Empty answers fail (where
+    :func:`is_language` lets a text with too few letters to judge pass)."""
+    return bool(text and text.strip()) and is_language(text, lang)
+
+
 def supported(lang: str) -> bool:
     return lang in LANGUAGES and (lang in _LINGUA_NAMES or lang in _SCRIPT_LANG.values())

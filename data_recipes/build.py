@@ -22,6 +22,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from crossling import languages
+from crossling.corpora import DATA_DIR
 from crossling.errors import ConfigError, DataError
 from data_recipes import mixing
 from data_recipes.gates import DropReport, GateConfig, Gates
@@ -31,7 +32,6 @@ from data_recipes.recipes import translation_following as tf_recipe
 from data_recipes.recipes import xcot as xcot_recipe
 from data_recipes.recipes.preference_prompts import PreferencePromptsConfig, from_rows
 from data_recipes.schema import stable_hash, validate_row
-from data_recipes.sources import DATA_DIR
 from data_recipes.translator import TranslatorConfig
 
 DEFAULT_LANGUAGES = ["en", "de", "fr", "es", "ru", "zh", "ja", "ar", "hi", "bn", "sw"]
@@ -166,7 +166,7 @@ def _translated(cfg: BuildConfig) -> dict[str, dict[str, dict]] | None:
         return None
     if cfg.translator is None:
         raise ConfigError("translate_gsm8k needs a translator: block (backend, model, base_url)")
-    from data_recipes.sources import gsm8k_train
+    from crossling.corpora import gsm8k_train
     from data_recipes.translator import Translator, translate_problems
 
     pool = [r for r in gsm8k_train() if len(r["cot"]) <= cfg.xcot.max_cot_chars]
@@ -197,7 +197,7 @@ def _safety_rows(cfg: BuildConfig, report: DropReport) -> list[dict]:
 
 def user_rows(cfg: BuildConfig, quarantine: list[dict]) -> Iterator[dict]:
     """The user's SFT-schema files, streamed; each row is validated where it is read."""
-    from data_recipes.loaders import iter_records
+    from crossling.loaders import iter_records
 
     for path in cfg.extra_sft_files:
         name = Path(path).stem if not path.startswith("hf:") else path

@@ -2,34 +2,34 @@
 
 Every row that fails a gate is counted in a :class:`DropReport` under its reason, recipe and
 language (with a few samples), which the build writes to ``drop_report.json`` and prints: nothing is
-dropped silently. Decontamination is *cross-lingual*: the index holds every language version of the
-evaluation items (MGSM test in 11 languages, NTREX test documents in all shipped languages,
-MultiJail in 10), so a training text that is a translation of an eval item hits the version in its
-own language; a math problem translated into a language the index lacks is still caught by its
-sequence of numbers (``number_signature``).
+dropped silently. Decontamination is *cross-lingual* (``crossling.decontamination``: every language
+version of every evaluation item is in the index).
 
 Not here: building rows (recipes) or choosing among them (``data_recipes.mixing``).
 """
 
 from __future__ import annotations
 
-import csv
-import re
-import unicodedata
-import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from data_recipes import sources
+from crossling import corpora
+from crossling.decontamination import (
+    MULTIJAIL_CSV,
+    EvalIndex,
+    IndexSettings,
+    hash_parts,
+    ngrams,
+    normalize,
+    shared_index,
+    tokens,
+)
 from data_recipes.schema import row_text, validate_row
-
-MULTIJAIL_CSV = str(sources.DATA_DIR / "eval" / "multijail_dev.csv")  # shipped copy, eval only
 
 
 @dataclass
@@ -65,6 +65,11 @@ class GateConfig:
         default=MULTIJAIL_CSV,
         metadata={"help": "MultiJail CSV, read only to decontaminate (skipped if absent)."},
     )
+
+    def index_settings(self) -> IndexSettings:
+        return IndexSettings(
+            self.ngram_words, self.ngram_chars, self.min_overlap, self.number_signature, self.multijail_csv
+        )
 
 
 class DropReport:
@@ -111,151 +116,6 @@ class DropReport:
                 langs = ", ".join(f"{lang}={n}" for lang, n in sorted(per.items()))
                 lines.append(f"    {recipe}: {langs}")
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
-
-
-# --- text normalization + n-grams ---------------------------------------------------------------------
-
-
-# Han, kana, Thai: scripts written without spaces between words (a regex is ~50x faster than naming
-# every character with unicodedata, and this runs on every text the gates see).
-_NO_SPACE_CHARS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u0e00-\u0e7f]")
-_LETTER = re.compile(r"[^\W\d_]")
-
-
-def _no_space(text: str) -> bool:
-    """True when most letters of ``text`` are in a script written without spaces."""
-    return len(_NO_SPACE_CHARS.findall(text)) * 2 > len(_LETTER.findall(text))
-
-
-def normalize(text: str) -> str:
-    """Lowercase, punctuation/symbols → space, whitespace collapsed.
-
-    Not ``\\w+``: Python's ``\\w`` excludes combining vowel signs, which would cut Bengali or Hindi
-    words into fragments (and fragments make spurious n-gram hits).
-    """
-    text = unicodedata.normalize("NFKC", text).lower()
-    return " ".join("".join(" " if unicodedata.category(ch)[0] in "PSZC" else ch for ch in text).split())
-
-
-def tokens(text: str) -> list[str]:
-    """Words, or characters for scripts written without spaces."""
-    norm = normalize(text)
-    return list(norm.replace(" ", "")) if _no_space(text) else norm.split()
-
-
-def _hash(parts: list[str]) -> int:
-    """Fast 64-bit hash, stable across processes (crc32 ⊕ adler32 run in C; blake2b was the bottleneck)."""
-    raw = "\x1f".join(parts).encode("utf-8")
-    return (zlib.crc32(raw) << 32) | zlib.adler32(raw)
-
-
-def ngrams(toks: list[str], n: int) -> Iterator[int]:
-    for i in range(len(toks) - n + 1):
-        yield _hash(toks[i : i + n])
-
-
-def number_tuple(text: str) -> tuple[str, ...]:
-    return tuple(sources.normalize_number(m) for m in re.findall(r"\d[\d,]*(?:\.\d+)?", text))
-
-
-# --- decontamination index -----------------------------------------------------------------------------
-
-
-class EvalIndex:
-    """N-grams (and number signatures) of every language version of every evaluation item."""
-
-    def __init__(self, cfg: GateConfig, items: Iterable[tuple[str, str, str]] | None = None) -> None:
-        self.cfg = cfg
-        self.grams: dict[int, str] = {}
-        self.short: dict[int, set[int]] = defaultdict(set)  # whole short items, by length
-        self.numbers: dict[tuple[str, ...], str] = {}
-        self.item_grams: dict[str, int] = {}  # n-grams per item: overlap is measured against it
-        self.n_items = 0
-        for item_id, text, kind in items if items is not None else eval_items(cfg):
-            self.add(item_id, text, kind)
-
-    def _tokens(self, text: str) -> tuple[list[str], int]:
-        """Tokens and the n-gram size that goes with them (characters for CJK/Thai, else words)."""
-        norm = normalize(text)
-        if _no_space(text):
-            return list(norm.replace(" ", "")), self.cfg.ngram_chars
-        return norm.split(), self.cfg.ngram_words
-
-    def add(self, item_id: str, text: str, kind: str = "text") -> None:
-        toks, n = self._tokens(text)
-        self.n_items += 1
-        if len(toks) >= n:
-            grams = set(ngrams(toks, n))
-            self.item_grams[item_id] = len(grams)
-            for g in grams:
-                self.grams.setdefault(g, item_id)
-        elif len(toks) >= max(4, n // 2):
-            self.short[len(toks)].add(_hash(toks))
-            self.grams.setdefault(_hash(toks), item_id)
-        nums = number_tuple(text)
-        if kind == "math" and self.cfg.number_signature and len(nums) >= self.cfg.number_signature:
-            self.numbers.setdefault(nums, item_id)
-
-    def hit(self, text: str) -> str | None:
-        """The id of an eval item ``text`` overlaps, or ``None``."""
-        toks, n = self._tokens(text)
-        # A hit needs a real share of one item's n-grams, not one stock phrase ("what was the
-        # original price of the") that math problems or news share by chance.
-        counts: dict[str, int] = defaultdict(int)
-        for g in set(ngrams(toks, n)):
-            if (item := self.grams.get(g)) is not None and item in self.item_grams:
-                counts[item] += 1
-        for item, c in counts.items():
-            if c >= max(1, self.cfg.min_overlap * self.item_grams[item]):
-                return item
-        for length, hashes in self.short.items():
-            for g in ngrams(toks, length):
-                if g in hashes:
-                    return self.grams[g]
-        if self.numbers:
-            nums = number_tuple(text)
-            if nums in self.numbers:
-                return self.numbers[nums] + " (numbers)"
-        return None
-
-
-@lru_cache(maxsize=2)
-def _index_for(
-    ngram_words: int, ngram_chars: int, min_overlap: float, number_signature: int, multijail_csv: str
-) -> EvalIndex:
-    cfg = GateConfig(
-        ngram_words=ngram_words,
-        ngram_chars=ngram_chars,
-        min_overlap=min_overlap,
-        number_signature=number_signature,
-        multijail_csv=multijail_csv,
-    )
-    return EvalIndex(cfg)
-
-
-def shared_index(cfg: GateConfig) -> EvalIndex:
-    """The eval index for ``cfg``'s n-gram settings, built once per process (read-only after)."""
-    return _index_for(
-        cfg.ngram_words, cfg.ngram_chars, cfg.min_overlap, cfg.number_signature, cfg.multijail_csv
-    )
-
-
-def eval_items(cfg: GateConfig) -> Iterator[tuple[str, str, str]]:
-    """(id, text, kind) of every language version of the evaluation sets crossling reports on."""
-    for lang in sources.MGSM_LANGUAGES:
-        for p in sources.mgsm_problems(lang):
-            yield f"{p['id']}:{lang}", p["question"], "math"
-    for lang in sources.ntrex_languages():
-        lines = sources.ntrex_sentences(lang)
-        for i in sources.ntrex_line_ids("test"):
-            yield f"ntrex-test-{i}:{lang}", lines[i], "text"
-    path = Path(cfg.multijail_csv)
-    if path.is_file():
-        with path.open(encoding="utf-8", newline="") as f:
-            for rec in csv.DictReader(f):
-                for col, text in rec.items():
-                    if col not in ("id", "source", "tags") and text:
-                        yield f"multijail-{rec['id']}:{col}", text, "text"
 
 
 # --- near-duplicates (MinHash + LSH) ----------------------------------------------------------------
@@ -313,7 +173,7 @@ def check_answer(row: dict) -> str | None:
     want = row.get("_answer")
     if want is None:
         return None
-    got = sources.last_number(row["messages"][-1]["content"])
+    got = corpora.last_number(row["messages"][-1]["content"])
     return None if got == want else f"final number {got!r}, expected {want!r}"
 
 
@@ -324,7 +184,9 @@ class Gates:
         self.cfg, self.report = cfg, report
         self.exact: set[int] = set()
         self.near = NearDuplicates(cfg.near_dedup_threshold) if cfg.near_dedup_threshold < 1 else None
-        self.index = index if index is not None or not cfg.decontaminate else shared_index(cfg)
+        self.index = (
+            index if index is not None or not cfg.decontaminate else shared_index(cfg.index_settings())
+        )
 
     def reason(self, row: dict) -> tuple[str, str] | None:
         """(reason, detail) for the first gate ``row`` fails, or ``None`` if it passes all."""
@@ -340,7 +202,7 @@ class Gates:
         if len(text) > cfg.max_chars:
             return "too_long", f"{len(text)} chars"
         if cfg.exact_dedup:
-            key = _hash([normalize(text)])
+            key = hash_parts([normalize(text)])
             if key in self.exact:
                 return "exact_duplicate", ""
         if self.index is not None:
@@ -354,7 +216,7 @@ class Gates:
         if self.near is not None and self.near.seen(f"{row.get('lang')}\n{text}"):
             return "near_duplicate", ""
         if cfg.exact_dedup:
-            self.exact.add(_hash([normalize(text)]))
+            self.exact.add(hash_parts([normalize(text)]))
         return None
 
     def filter(self, rows: Iterable[dict]) -> Iterator[dict]:

@@ -32,9 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapter_only", action="store_true", help="skip the pass without the adapter")
     args = parser.parse_args(argv)
 
+    from crossling.generation import generate
     from crossling.languages import DEMO_LANGUAGES
     from crossling.models import load_tokenizer
-    from evaluation.generation import generate
     from evaluation.tasks.translation import Translation
 
     per_lang = max(1, args.prompts // len(DEMO_LANGUAGES))

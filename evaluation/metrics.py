@@ -200,27 +200,6 @@ def translation_scores(hypotheses: list[str], references: list[str], tgt_lang: s
     }
 
 
-def clean_translation(text: str) -> str:
-    """The translation out of a chatty response: its first non-empty line, after a label line such as
-    "German translation:". Quotes are kept: news sentences often start or end with one."""
-    lines = [ln.strip() for ln in (text or "").strip().splitlines() if ln.strip()]
-    if len(lines) > 1 and lines[0].endswith((":", "：")):
-        lines = lines[1:]
-    return lines[0] if lines else ""
-
-
-# --- language fidelity --------------------------------------------------------------------------
-
-
-def in_language(text: str, lang: str) -> bool:
-    """True if the response is written in ``lang`` (crossling.langid). Empty responses fail."""
-    from crossling.langid import is_language
-
-    if not text or not text.strip():
-        return False
-    return is_language(text, lang)
-
-
 # --- refusals -----------------------------------------------------------------------------------
 
 # How models say no, per language; written for crossling (never taken from an evaluation set).

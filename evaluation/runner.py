@@ -15,9 +15,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from crossling import generation
 from crossling.config import save_config
 from crossling.errors import ConfigError
-from evaluation import generation
 from evaluation.config import EvalConfig, ModelSpec
 from evaluation.tasks.base import Item, Task
 from evaluation.tasks.language_fidelity import LanguageFidelity

@@ -53,7 +53,7 @@ def load_serve_config(path: str | None, overrides: list[str]) -> ServeConfig:
 def load_safety_filter(config_path: str | None = None):
     """The built-in multilingual filter of the safety area, warmed up before the first request."""
     try:
-        from serve.safety.filter import SafetyFilter
+        from safety.filter import SafetyFilter
     except ImportError as e:
         raise ConfigError(f"safety: true, but the safety filter is not available ({e})") from e
     safety = SafetyFilter.from_config(config_path)

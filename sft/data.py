@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from crossling.errors import CrosslingError, DataError
-from data_recipes.loaders import read_records
+from crossling.loaders import read_records
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from data_recipes import sources
+from crossling import corpora
 from data_recipes.schema import TEMPLATE_LANGUAGES, lang_name, sft_row, templates
 
 RECIPE = "cross_lingual_instructions"
@@ -63,14 +63,14 @@ def with_directive(prompt: str, a: str, b: str, rng: random.Random) -> str:
 
 def _doc_items(langs: list[str], split: str, context: int):
     """(doc_id, lines) for each NTREX document of ``split`` with enough sentences for the tasks."""
-    docs = sources.ntrex_documents("en", split)
+    docs = corpora.ntrex_documents("en", split)
     for doc_id, lines in docs.items():
         if len(lines) >= context + 2:
             yield doc_id, [i for i, _ in lines]
 
 
 def _task_rows(task: str, doc_id: str, ids: list[int], a: str, b: str, cfg, rng) -> dict | None:
-    sa, sb = sources.ntrex_sentences(a), sources.ntrex_sentences(b)
+    sa, sb = corpora.ntrex_sentences(a), corpora.ntrex_sentences(b)
     t = templates()
     if task == "continue_story":
         start = rng.randrange(0, len(ids) - cfg.context_sentences)
@@ -83,7 +83,7 @@ def _task_rows(task: str, doc_id: str, ids: list[int], a: str, b: str, cfg, rng)
         user, checks = t["headline"][a].format(text=ctx), [(ctx, a), (target, b)]
     else:  # which_language: the text may be in any language of the build
         shown = rng.choice(sorted(set(t["which_language"]) | {a}))
-        text = sources.ntrex_sentences(shown)[rng.choice(ids)]
+        text = corpora.ntrex_sentences(shown)[rng.choice(ids)]
         question, answer = t["which_language"][a][0], t["which_language"][b][1]
         user = question.format(text=text)
         target = answer.format(lang=lang_name(shown, b))
@@ -106,7 +106,7 @@ def _task_rows(task: str, doc_id: str, ids: list[int], a: str, b: str, cfg, rng)
 def build(cfg: CrossLingualInstructionsConfig, langs: list[str], seed: int = 0) -> list[dict]:
     """For every document × task × instruction language A: one monolingual or cross-lingual row."""
     rng = random.Random(f"{RECIPE}-{seed}")
-    ntrex = sources.ntrex_languages()
+    ntrex = corpora.ntrex_languages()
     usable = [lang for lang in langs if lang in TEMPLATE_LANGUAGES and lang in ntrex]
     # languages we have text in but no templates for: asked in a template language, answered in them
     answer_only = [lang for lang in langs if lang not in TEMPLATE_LANGUAGES and lang in ntrex]
@@ -133,7 +133,7 @@ def build(cfg: CrossLingualInstructionsConfig, langs: list[str], seed: int = 0) 
 
 
 def _user_rows(path: str, langs: list[str]) -> list[dict]:
-    from data_recipes.loaders import read_records
+    from crossling.loaders import read_records
 
     rows = []
     for rec in read_records(path, required=("instruction", "response", "lang")):

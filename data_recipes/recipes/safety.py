@@ -3,7 +3,7 @@ benign look-alikes → helpful answers.
 
 Reads the seed prompts written for crossling (contract 4: ``data/safety/seed.jsonl`` rows
 ``{"text", "lang", "label": "harmful"|"benign", "category", "response"}``). Refusals come from
-``serve.safety.refusals.refusal_text(lang, category)`` so the served filter and the tuned model say
+``safety.refusals.refusal_text(lang, category)`` so the served filter and the tuned model say
 the same thing. The unsafe:benign ratio is set by ``harmful_fraction`` (the paper found ~3:7 keeps the
 model useful). Never reads MultiJail: that set is evaluation-only.
 """
@@ -40,16 +40,16 @@ class SafetyConfig:
 
 
 def default_refusal() -> Callable[[str, str | None], str]:
-    """``serve.safety.refusals.refusal_text`` (the server's own refusals)."""
+    """``safety.refusals.refusal_text`` (the server's own refusals)."""
     try:
-        from serve.safety.refusals import refusal_text
+        from safety.refusals import refusal_text
     except ImportError as e:  # the safety area is not installed: refusals cannot be made up here
-        raise DataError(f"safety recipe needs serve.safety.refusals.refusal_text ({e})") from e
+        raise DataError(f"safety recipe needs safety.refusals.refusal_text ({e})") from e
     return refusal_text
 
 
 def read_seed(path: str | Path, lenient: bool = False, quarantine: list | None = None) -> list[dict]:
-    from data_recipes.loaders import read_records
+    from crossling.loaders import read_records
 
     return read_records(
         path,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from data_recipes import sources
+from crossling import corpora
 from data_recipes.schema import instruction_language, lang_name, sft_row, templates
 
 RECIPE = "translation_following"
@@ -57,7 +57,7 @@ def translation_prompt(text: str, src: str, tgt: str, inst_lang: str, rng: rando
 
 
 def _pairs(cfg: TranslationFollowingConfig, langs: list[str]) -> list[tuple[str, str]]:
-    others = [lang for lang in langs if lang != "en" and lang in sources.ntrex_languages()]
+    others = [lang for lang in langs if lang != "en" and lang in corpora.ntrex_languages()]
     pairs = []
     if cfg.directions in ("both", "from_en"):
         pairs += [("en", lang) for lang in others]
@@ -75,7 +75,7 @@ def build(cfg: TranslationFollowingConfig, langs: list[str], seed: int = 0) -> l
     rows = []
     for src, tgt in _pairs(cfg, langs):
         for split in cfg.splits:
-            for pair in sources.ntrex_pairs(src, tgt, split):
+            for pair in corpora.ntrex_pairs(src, tgt, split):
                 if max(len(pair["src"]), len(pair["tgt"])) > cfg.max_chars:
                     continue
                 choice = rng.choices(who, weights)[0]

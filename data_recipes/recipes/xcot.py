@@ -13,7 +13,7 @@ exemplars (8 problems × 11 languages, shipped), GSM8K train (English), and any 
 - ``distill``: question in X asking for English reasoning; the English CoT of the same problem.
 
 The final number of every variant is checked against the problem's answer (``_answer``; the gates
-drop a mismatch as ``answer_mismatch``). Pure functions: no I/O beyond ``data_recipes.sources``.
+drop a mismatch as ``answer_mismatch``). Pure functions: no I/O beyond ``crossling.corpora``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from data_recipes import sources
+from crossling import corpora
 from data_recipes.schema import instruction_language, lang_name, sft_row, templates
 
 RECIPE = "xcot"
@@ -230,12 +230,12 @@ def parallel_problems(
     """Problem id → {lang: {"question", "cot", "answer"}} from the exemplars, GSM8K and ``extra``."""
     problems: dict[str, dict[str, dict]] = {}
     if cfg.use_mgsm_exemplars:
-        for lang in sources.MGSM_LANGUAGES:
+        for lang in corpora.MGSM_LANGUAGES:
             if lang in langs:
-                for ex in sources.mgsm_exemplars(lang):
+                for ex in corpora.mgsm_exemplars(lang):
                     problems.setdefault(ex["id"], {})[lang] = ex
     if cfg.gsm8k_max > 0 and "en" in langs:
-        pool = [r for r in sources.gsm8k_train() if len(r["cot"]) <= cfg.max_cot_chars]
+        pool = [r for r in corpora.gsm8k_train() if len(r["cot"]) <= cfg.max_cot_chars]
         for r in random.Random(f"{RECIPE}-gsm8k-{seed}").sample(pool, min(cfg.gsm8k_max, len(pool))):
             problems.setdefault(r["id"], {})["en"] = r
     for pid, versions in (extra or {}).items():

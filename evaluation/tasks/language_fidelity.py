@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crossling.errors import DataError
-from data_recipes.loaders import read_records
-from evaluation.metrics import in_language
+from crossling.langid import in_language
+from crossling.loaders import read_records
 from evaluation.tasks.base import Item, SubtaskScores, group_means
 
 SUBTASK = "language_fidelity"

@@ -32,9 +32,9 @@ def lm_eval_name(variant: str, lang: str) -> str:
 
 
 def _sources():
-    from data_recipes import sources
+    from crossling import corpora
 
-    return sources
+    return corpora
 
 
 @dataclass

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 MULTIJAIL_LANGUAGES = ("en", "zh", "it", "vi", "ar", "ko", "th", "bn", "sw", "jv")
 # Tried in order for `safety_filter: auto`: the safety area's filter, however it is exposed.
-AUTO_FILTERS = ("serve.safety.filter:SafetyFilter", "serve.safety:SafetyFilter", "serve.safety:load_filter")
+AUTO_FILTERS = ("safety.filter:SafetyFilter", "safety:SafetyFilter", "safety:load_filter")
 
 
 def load_multijail(path: str | Path, lang: str, limit: int) -> list[dict]:
@@ -70,7 +70,7 @@ def load_filter(spec: str | None) -> Any | None:
 
 def _refusal_texts(lang: str) -> list[str]:
     try:
-        from serve.safety.refusals import refusal_text
+        from safety.refusals import refusal_text
     except ImportError:
         return []
     return [refusal_text(lang), refusal_text(lang, "self_harm")]
@@ -113,10 +113,10 @@ class Safety:
         ]
         texts = open_rows[: self.benign_per_language]
         if len(texts) < self.benign_per_language:
-            from data_recipes import sources
+            from crossling import corpora
 
-            if lang in sources.MGSM_LANGUAGES:
-                texts += [p["question"] for p in sources.mgsm_problems(lang)][
+            if lang in corpora.MGSM_LANGUAGES:
+                texts += [p["question"] for p in corpora.mgsm_problems(lang)][
                     : self.benign_per_language - len(texts)
                 ]
         return texts

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from crossling.errors import ConfigError
+from crossling.generation import clean_translation
 from crossling.languages import name as language_name
-from evaluation.metrics import clean_translation, translation_scores
+from evaluation.metrics import translation_scores
 from evaluation.tasks.base import Item, SubtaskScores, language_mean
 
 INSTRUCTION = "Translate the following text from {src} to {tgt}.\n\n{text}"
@@ -24,7 +25,7 @@ PairsFn = Callable[[str, str, str], list[dict]]
 
 
 def _ntrex_pairs(src: str, tgt: str, split: str) -> list[dict]:
-    from data_recipes.sources import ntrex_pairs
+    from crossling.corpora import ntrex_pairs
 
     return ntrex_pairs(src, tgt, split)
 

@@ -91,13 +91,13 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     )
 
 
-if importlib.util.find_spec("serve.safety.moderation") is not None:
+if importlib.util.find_spec("safety.moderation") is not None:
 
     @v1.post("/moderations")
     async def moderations(request: Request) -> Response:
         from pydantic import ValidationError
 
-        from serve.safety import moderation  # the safety area owns the schema and the checks
+        from safety import moderation  # the safety area owns the schema and the checks
 
         serving = _serving(request)
         if serving.safety is None:

@@ -17,12 +17,12 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from safety.stream import StreamGuard, StreamStep
 from serve.config import ServeConfig
 from serve.engine.base import Delta, Engine, SamplingSettings, TokenLogprob, UnknownAdapterError
 from serve.errors import APIError
 from serve.metrics import ServerMetrics
 from serve.openai.protocol import ModelCard, ModelList, _SamplingFields
-from serve.safety.stream import StreamGuard, StreamStep
 
 log = logging.getLogger("crossling.serve")
 SAFETY_HEADER = "x-crossling-safety"

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from data_recipes import sources
-from data_recipes.gates import DropReport, GateConfig, Gates, NearDuplicates, shared_index
+from crossling import corpora
+from crossling.decontamination import shared_index
+from data_recipes.gates import DropReport, GateConfig, Gates, NearDuplicates
 from data_recipes.schema import sft_row
 
 
 @pytest.fixture(scope="module")
 def index():
-    return shared_index(GateConfig())
+    return shared_index()
 
 
 def _row(user, assistant, lang="de", **kw):
@@ -28,8 +29,8 @@ def _row(user, assistant, lang="de", **kw):
 
 def test_decontamination_catches_a_translated_eval_item(index):
     # the English MGSM test problem 3, "translated" to German: the German version is in the index
-    en = sources.mgsm_problems("en")[3]["question"]
-    de = sources.mgsm_problems("de")[3]["question"]
+    en = corpora.mgsm_problems("en")[3]["question"]
+    de = corpora.mgsm_problems("de")[3]["question"]
     assert index.hit(de).startswith("mgsm-3:de")
     assert index.hit(f"Bitte löse: {de}") is not None
     assert en != de
@@ -46,21 +47,21 @@ def test_decontamination_catches_a_translation_into_an_unindexed_language(index)
 def test_a_stock_phrase_is_not_contamination(index):
     # MGSM has "What was the original price of the book?"; sharing that phrase is not a leak
     assert index.hit("Venny spent $15000 on a used car. What was the original price of the car?") is None
-    assert index.hit(sources.gsm8k_train()[0]["question"]) is None
+    assert index.hit(corpora.gsm8k_train()[0]["question"]) is None
 
 
 def test_decontamination_catches_ntrex_test_sentences_in_any_language(index):
-    i = sources.ntrex_line_ids("test")[5]
+    i = corpora.ntrex_line_ids("test")[5]
     for lang in ("en", "sw", "zh", "bn"):
-        assert index.hit(sources.ntrex_sentences(lang)[i]) is not None, lang
-    j = sources.ntrex_line_ids("train")[5]
-    assert index.hit(sources.ntrex_sentences("de")[j]) is None
+        assert index.hit(corpora.ntrex_sentences(lang)[i]) is not None, lang
+    j = corpora.ntrex_line_ids("train")[5]
+    assert index.hit(corpora.ntrex_sentences("de")[j]) is None
 
 
 def test_gates_report_every_drop_by_reason_recipe_language(index):
     report = DropReport()
     gates = Gates(GateConfig(), report, index=index)
-    de_eval = sources.mgsm_problems("de")[7]["question"]
+    de_eval = corpora.mgsm_problems("de")[7]["question"]
     rows = [
         _row("Wie spät ist es in Berlin gerade?", "Es ist gerade drei Uhr nachmittags in Berlin."),
         _row(

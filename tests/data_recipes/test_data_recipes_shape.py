@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
+from crossling import corpora
 from crossling.langid import detect, is_language
-from data_recipes import sources
 from data_recipes.recipes import cross_lingual_instructions as cli
 from data_recipes.recipes import preference_prompts, safety, translation_following, xcot
 from data_recipes.schema import TEMPLATE_LANGUAGES, templates, validate_row
@@ -25,7 +25,7 @@ def test_translation_following_both_directions_and_instruction_languages():
     assert {("en", "de"), ("de", "en"), ("en", "ja"), ("ja", "en")} <= dirs
     assert all(validate_row(r) is None for r in rows)
     assert {r["split"] for r in rows} == {"train", "dev"}
-    test_ids = {f"ntrex-{i}" for i in sources.ntrex_line_ids("test")}
+    test_ids = {f"ntrex-{i}" for i in corpora.ntrex_line_ids("test")}
     assert not any(r["source"].split(":")[0] in test_ids for r in rows)
     # instructions are written in several languages, not only English
     sample = random.Random(0).sample(rows, 60)
@@ -46,7 +46,7 @@ def test_xcot_every_variant_keeps_the_answer():
     variants = {r["source"].split(":")[1] for r in rows}
     assert variants == set(xcot.VARIANTS)
     for r in rows:
-        assert sources.last_number(r["messages"][-1]["content"]) == r["_answer"], r["source"]
+        assert corpora.last_number(r["messages"][-1]["content"]) == r["_answer"], r["source"]
 
 
 def test_xcot_cross_and_translate_then_answer_languages():
@@ -101,7 +101,7 @@ SEED = [
 
 
 def test_safety_refuses_in_the_users_language():
-    def refusal(lang, category=None):  # fixture refusals (the real ones live in serve.safety.refusals)
+    def refusal(lang, category=None):  # fixture refusals (the real ones live in safety.refusals)
         return {"de": "Dabei kann ich leider nicht helfen."}[lang]
 
     cfg = safety.SafetyConfig(harmful_fraction=0.34)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from data_recipes import sources
+from crossling import corpora
 from data_recipes.translator import Translator, TranslatorConfig, translate_problems
 
 
@@ -76,12 +76,12 @@ def test_translated_problems_feed_xcot(stub_server, tmp_path):
 
     url, _ = stub_server
     tr = Translator(TranslatorConfig(model="stub", base_url=url, cache_path=str(tmp_path / "c.sqlite")))
-    problems = sources.gsm8k_train()[:2]
+    problems = corpora.gsm8k_train()[:2]
     extra = translate_problems(tr, problems, ["en", "sw"])
     assert extra[problems[0]["id"]]["sw"]["question"].startswith("[Swahili] ")
     rows = xcot.build(xcot.XcotConfig(use_mgsm_exemplars=False, gsm8k_max=0), ["en", "sw"], extra=extra)
     assert {r["lang"] for r in rows} == {"en", "sw"}
-    assert all(sources.last_number(r["messages"][-1]["content"]) == r["_answer"] for r in rows)
+    assert all(corpora.last_number(r["messages"][-1]["content"]) == r["_answer"] for r in rows)
 
 
 def test_endpoint_down_is_a_clear_error(tmp_path):

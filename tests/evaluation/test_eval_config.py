@@ -38,7 +38,7 @@ def test_default_config_builds_every_task_from_shipped_data(monkeypatch):
     ids = [i.id for i in items["translation"]]
     assert len(ids) == len(set(ids))
     # NTREX test documents only: no translation prompt uses a train or dev sentence.
-    from data_recipes.sources import ntrex_line_ids
+    from crossling.corpora import ntrex_line_ids
 
     test_lines = {f"ntrex-{i}" for i in ntrex_line_ids("test")}
     assert {i.split(":")[0] for i in ids} <= test_lines

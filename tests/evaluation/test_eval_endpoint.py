@@ -30,7 +30,7 @@ class ScriptFilter:
     """A stand-in safety filter with the contract's shape: blocks any Bengali-script text."""
 
     def check(self, text: str, role: str = "user"):
-        from serve.safety.verdict import Verdict
+        from safety.verdict import Verdict
 
         blocked = any("\u0980" <= ch <= "\u09ff" for ch in text)
         return Verdict(flagged=blocked, action="block" if blocked else "allow")

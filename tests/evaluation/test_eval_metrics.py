@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from crossling.generation import clean_translation
+from crossling.langid import in_language
 from evaluation import metrics
 from evaluation.tasks.base import group_means
 
@@ -96,18 +98,17 @@ def test_translation_scores_tokenize_chinese_for_bleu():
 
 def test_clean_translation_drops_labels_and_quotes():
     assert (
-        metrics.clean_translation("German translation:\nDer Hund schläft.\nExplanation: ...")
-        == "Der Hund schläft."
+        clean_translation("German translation:\nDer Hund schläft.\nExplanation: ...") == "Der Hund schläft."
     )
-    assert metrics.clean_translation('"Ja", sagte er.') == '"Ja", sagte er.'  # quotes belong to the sentence
-    assert metrics.clean_translation("  \n") == ""
+    assert clean_translation('"Ja", sagte er.') == '"Ja", sagte er.'  # quotes belong to the sentence
+    assert clean_translation("  \n") == ""
 
 
 def test_in_language():
-    assert metrics.in_language("Der Himmel ist blau, weil das Sonnenlicht gestreut wird.", "de")
-    assert not metrics.in_language("The sky is blue because sunlight is scattered.", "de")
-    assert metrics.in_language("আকাশ নীল কারণ সূর্যের আলো ছড়িয়ে পড়ে।", "bn")
-    assert not metrics.in_language("", "de")
+    assert in_language("Der Himmel ist blau, weil das Sonnenlicht gestreut wird.", "de")
+    assert not in_language("The sky is blue because sunlight is scattered.", "de")
+    assert in_language("আকাশ নীল কারণ সূর্যের আলো ছড়িয়ে পড়ে।", "bn")
+    assert not in_language("", "de")
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from evaluation import generation
-from evaluation.generation import generate
+from crossling import generation
+from crossling.generation import generate
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 

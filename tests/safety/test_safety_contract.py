@@ -8,9 +8,9 @@ import pytest
 
 from crossling import langid
 from crossling.languages import LANGUAGES
-from serve.safety.categories import CATEGORIES, CATEGORY_IDS, OPENAI_CATEGORIES
-from serve.safety.refusals import REFUSALS, refusal_text
-from serve.safety.seed import SEED_PATH, SOURCE_DIR, build_seed, load_source
+from safety.categories import CATEGORIES, CATEGORY_IDS, OPENAI_CATEGORIES
+from safety.refusals import REFUSALS, refusal_text
+from safety.seed import SEED_PATH, SOURCE_DIR, build_seed, load_source
 
 MULTIJAIL_LANGS = {"en", "zh", "it", "vi", "ar", "ko", "th", "bn", "sw", "jv"}
 
@@ -38,7 +38,7 @@ def test_refusal_is_written_in_its_language(lang: str) -> None:
 
 def test_seed_file_matches_sources() -> None:
     rows = [json.loads(line) for line in SEED_PATH.read_text(encoding="utf-8").splitlines()]
-    assert rows == build_seed(out=None), "seed.jsonl is stale: run `python -m serve.safety build-seed`"
+    assert rows == build_seed(out=None), "seed.jsonl is stale: run `python -m safety build-seed`"
     langs = Counter(r["lang"] for r in rows)
     assert len(langs) >= 20 and set(langs) >= MULTIJAIL_LANGS
     assert {"yo", "ha", "am", "te"} <= set(langs)
@@ -69,7 +69,7 @@ def test_eval_prompts_are_not_training_prompts() -> None:
 def test_seed_rows_that_meet_an_eval_prompt_are_dropped() -> None:
     import csv
 
-    from serve.safety.seed import REPO, drop_eval_overlap
+    from safety.seed import REPO, drop_eval_overlap
 
     with open(REPO / "data" / "eval" / "multijail_dev.csv", encoding="utf-8", newline="") as f:
         eval_sw = next(csv.DictReader(f))["sw"]  # read here only to prove the overlap check works

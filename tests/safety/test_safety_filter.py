@@ -4,11 +4,11 @@ lets benign look-alikes through, and follows the policy config."""
 import pytest
 
 from crossling.config import load_config
-from serve.safety.config import GuardConfig, SafetyConfig, SemanticConfig
-from serve.safety.filter import SafetyFilter
-from serve.safety.guards import GuardError, parse_llama_guard
-from serve.safety.normalize import normalize
-from serve.safety.refusals import REFUSALS
+from safety.config import GuardConfig, SafetyConfig, SemanticConfig
+from safety.filter import SafetyFilter
+from safety.guards import GuardError, parse_llama_guard
+from safety.normalize import normalize
+from safety.refusals import REFUSALS
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_llama_guard_output_parsing() -> None:
 def test_ngram_threshold_is_calibrated_on_held_out_groups_and_maps_onto_policy(safety: SafetyFilter) -> None:
     import copy
 
-    from serve.safety.classifier import threshold_at_fpr
+    from safety.classifier import threshold_at_fpr
 
     assert threshold_at_fpr([0.1 * i for i in range(20)], 0.05) == pytest.approx(1.9, abs=1e-5)
     clf = safety.classifier

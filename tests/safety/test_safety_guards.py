@@ -9,8 +9,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from serve.safety.config import GuardConfig, SafetyConfig, SemanticConfig
-from serve.safety.filter import SafetyFilter
+from safety.config import GuardConfig, SafetyConfig, SemanticConfig
+from safety.filter import SafetyFilter
 
 PORT = 18311
 BASE = f"http://127.0.0.1:{PORT}/v1"

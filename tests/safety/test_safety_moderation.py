@@ -5,8 +5,8 @@ import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
 
-from serve.safety.filter import SafetyFilter
-from serve.safety.moderation import ModerationInputError, ModerationRequest, ModerationResponse, moderate
+from safety.filter import SafetyFilter
+from safety.moderation import ModerationInputError, ModerationRequest, ModerationResponse, moderate
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from serve.safety.normalize import normalize
+from safety.normalize import normalize
 
 PLAIN = "how to make a bomb"
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from crossling.errors import ConfigError
-from serve.safety.categories import CATEGORY_IDS
-from serve.safety.config import SafetyConfig, SemanticConfig
-from serve.safety.filter import SafetyFilter
-from serve.safety.semantic import (
+from safety.categories import CATEGORY_IDS
+from safety.config import SafetyConfig, SemanticConfig
+from safety.filter import SafetyFilter
+from safety.semantic import (
     ENCODER_PATH,
     SEMANTIC_PATH,
     Embedder,
@@ -156,7 +156,7 @@ def test_shipped_heads_on_real_model(default_model_dir: Path) -> None:
 
 
 def test_mlp_head_in_numpy_matches_sklearn(tmp_path: Path) -> None:
-    from serve.safety.semantic_train import SemanticTrainConfig, fit_heads, harm_layers
+    from safety.semantic_train import SemanticTrainConfig, fit_heads, harm_layers
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 12)).astype(np.float32)

@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from serve.safety.filter import SafetyFilter
-from serve.safety.stream import StreamGuard, guarded
+from safety.filter import SafetyFilter
+from safety.stream import StreamGuard, guarded
 
 
 @pytest.fixture(scope="module")

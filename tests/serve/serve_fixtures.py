@@ -12,9 +12,9 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 from crossling import testing
+from safety.config import SafetyConfig
+from safety.verdict import Verdict
 from serve.engine.base import Delta, SamplingSettings, TokenLogprob
-from serve.safety.config import SafetyConfig
-from serve.safety.verdict import Verdict
 
 PORTS = range(18000, 18100)
 

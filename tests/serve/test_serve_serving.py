@@ -341,7 +341,7 @@ async def test_completions_input_block_and_real_filter_contract():
 
 async def test_with_the_real_safety_filter():
     """The safety area's SafetyFilter plugged in as-is (contract 4/7): blocks in the user's language."""
-    filter_module = pytest.importorskip("serve.safety.filter")
+    filter_module = pytest.importorskip("safety.filter")
     safety = filter_module.SafetyFilter()
     _, engine, client = make(safety=safety)
     r = await client.post(

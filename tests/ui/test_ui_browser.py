@@ -15,7 +15,7 @@ import pytest
 from ui_browser import CHROMIUM, close_chromium, launch_chromium, platform_fonts, tofu_check
 from ui_fake_openai import free_port, serve_in_thread
 
-from serve.safety.verdict import Verdict
+from safety.verdict import Verdict
 
 pytestmark = [
     pytest.mark.browser,
@@ -89,7 +89,7 @@ class KeywordSafety:
         return Verdict(False, "allow", {}, None, 0.1, [])
 
     def refusal(self, language: str | None, category: str | None = None) -> str:
-        from serve.safety.refusals import refusal_text
+        from safety.refusals import refusal_text
 
         return refusal_text(language, category)
 
@@ -288,7 +288,7 @@ def test_errors_and_safety_verdicts_show_in_the_chat(page, ui):
     text = chat_text(page)
     assert "Blocked by the safety filter · violent crimes · Bengali (bn)" in text
     assert "safety filter blocked this request" in text, text
-    from serve.safety.refusals import refusal_text
+    from safety.refusals import refusal_text
 
     assert refusal_text("bn", "violent_crimes") in text  # the refusal, in the user's language
     shot(page, "06-safety-block.png")

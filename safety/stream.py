@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from serve.safety.verdict import SafetyFilterProtocol, Verdict
+from safety.verdict import SafetyFilterProtocol, Verdict
 
 
 @dataclass

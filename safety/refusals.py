@@ -3,7 +3,7 @@
 A user who writes in Swahili gets a Swahili refusal: an English refusal to a low-resource-language
 prompt reads as the system not understanding, and invites rephrasing. Two texts per language: a
 general one, and one for self-harm that points to help instead of only saying no.
-This module is text only; choosing *when* to refuse is the filter's policy (``serve.safety.policy``).
+This module is text only; choosing *when* to refuse is the filter's policy (``safety.policy``).
 """
 
 from __future__ import annotations

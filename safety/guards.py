@@ -19,11 +19,11 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from serve.safety.categories import CATEGORIES
-from serve.safety.config import GuardConfig, SafetyConfig
+from safety.categories import CATEGORIES
+from safety.config import GuardConfig, SafetyConfig
 
 if TYPE_CHECKING:
-    from serve.safety.filter import SafetyFilter
+    from safety.filter import SafetyFilter
 
 
 class GuardError(RuntimeError):

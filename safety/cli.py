@@ -1,4 +1,4 @@
-"""``crossling safety <verb>`` (also ``python -m serve.safety <verb>``): build the seed, train, check.
+"""``crossling safety <verb>`` (also ``python -m safety <verb>``): build the seed, train, check.
 
 - ``build-seed``: expand ``data/safety/source/*.yaml`` into ``data/safety/seed.jsonl``.
 - ``train [CONFIG]``: train the built-in classifier and write ``data/safety/hazard_model.npz``;
@@ -6,7 +6,7 @@
 - ``train-semantic [CONFIG]``: embed the seed (multilingual-e5-small with
   ``configs/safety/encoder_train.yaml``, or an LM's hidden states), pick the layer and threshold on
   held-out seed groups, and write the heads (``data/safety/encoder_model.npz``; see
-  ``serve.safety.semantic_train``).
+  ``safety.semantic_train``).
 - ``check CONFIG TEXT...``: print the verdict for each text (policy from CONFIG).
 """
 
@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 
 from crossling.config import add_config_arguments, load_config
-from serve.safety.config import SafetyConfig
-from serve.safety.semantic_train import SemanticTrainConfig
+from safety.config import SafetyConfig
+from safety.semantic_train import SemanticTrainConfig
 
 
 @dataclass
@@ -57,7 +57,7 @@ CONFIGS: dict[str, type] = {
 def _dev_report(rows: list[dict], cfg: TrainConfig) -> None:
     """Recall/FPR per language on held-out phrase groups, at ``threshold`` and at the threshold that
     keeps held-out benign FPR at ``target_fpr`` (the one ``train`` stores in the model)."""
-    from serve.safety.classifier import heldout_harm, threshold_at_fpr
+    from safety.classifier import heldout_harm, threshold_at_fpr
 
     dev, harm = heldout_harm(rows, _settings(cfg))
     calibrated = threshold_at_fpr([h for r, h in zip(dev, harm, strict=True) if r["label"] == "benign"],
@@ -80,15 +80,15 @@ def _dev_report(rows: list[dict], cfg: TrainConfig) -> None:
 
 
 def _settings(cfg: TrainConfig):
-    from serve.safety.classifier import TrainSettings
+    from safety.classifier import TrainSettings
 
     return TrainSettings(alpha=cfg.alpha, epochs=cfg.epochs, target_fpr=cfg.target_fpr,
                          dev_fraction=cfg.dev_fraction)  # fmt: skip
 
 
 def _train(cfg: TrainConfig) -> int:
-    from serve.safety.classifier import save, seed_hash, train_calibrated
-    from serve.safety.seed import load_seed
+    from safety.classifier import save, seed_hash, train_calibrated
+    from safety.seed import load_seed
 
     rows = load_seed(cfg.seed_path)
     if cfg.report and cfg.dev_fraction > 0:
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p_check.add_argument("texts", nargs="+")
     args, rest = parser.parse_known_args(argv)
     if args.verb == "build-seed":
-        from serve.safety.seed import SEED_PATH, build_seed
+        from safety.seed import SEED_PATH, build_seed
 
         rows = build_seed()
         print(f"wrote {len(rows)} rows to {SEED_PATH}")
@@ -123,11 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb == "train":
         return _train(load_config(TrainConfig, args.config, rest))
     if args.verb == "train-semantic":
-        from serve.safety.semantic_train import train_semantic
+        from safety.semantic_train import train_semantic
 
         train_semantic(load_config(SemanticTrainConfig, args.config, rest))
         return 0
-    from serve.safety.filter import SafetyFilter
+    from safety.filter import SafetyFilter
 
     safety = SafetyFilter.from_config(args.config, rest)
     for text in args.texts:

@@ -14,15 +14,15 @@ from pathlib import Path
 
 from crossling import langid
 from crossling.config import load_config
-from serve.safety.categories import CATEGORY_IDS
-from serve.safety.classifier import MODEL_PATH, HazardClassifier, load_or_train
-from serve.safety.config import SafetyConfig
-from serve.safety.guards import Guard, GuardError, build_guards
-from serve.safety.normalize import normalize
-from serve.safety.refusals import refusal_text
-from serve.safety.seed import SEED_PATH
-from serve.safety.semantic import SemanticStage, build_semantic, rescale
-from serve.safety.verdict import Verdict
+from safety.categories import CATEGORY_IDS
+from safety.classifier import MODEL_PATH, HazardClassifier, load_or_train
+from safety.config import SafetyConfig
+from safety.guards import Guard, GuardError, build_guards
+from safety.normalize import normalize
+from safety.refusals import refusal_text
+from safety.seed import SEED_PATH
+from safety.semantic import SemanticStage, build_semantic, rescale
+from safety.verdict import Verdict
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ can name the file and line. A malformed row is an error naming file, line and fi
 mode, goes to a quarantine list the build writes to ``quarantine.jsonl``; it never vanishes.
 
 ``iter_records`` streams (bounded memory for million-row files); ``read_records`` collects.
-Not here: the shipped corpora (``data_recipes.sources``).
+Not here: the shipped corpora (``crossling.corpora``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Why this shape: a harmful request in Swahili or Javanese shares few words with English training
 data, but a character n-gram model trained on examples *written in those languages* needs no
 tokenizer, no GPU and no language-specific code, and it keeps working on morphology-rich and
-unsegmented scripts (Amharic, Thai, Chinese). Normalised text (``serve.safety.normalize``) goes in;
+unsegmented scripts (Amharic, Thai, Chinese). Normalised text (``safety.normalize``) goes in;
 features are hashed ``char_wb`` 2-5-grams (no vocabulary to ship) with sublinear TF-IDF; one
 one-vs-rest logistic regression (SGD-trained) predicts ``benign`` or one of the hazard categories, and a second
 one on the same features predicts the language (lingua has no Javanese or Hausa model).
@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from serve.safety.categories import CATEGORY_IDS
-from serve.safety.normalize import normalize
-from serve.safety.seed import REPO, SEED_PATH, held_out_groups, load_seed
+from safety.categories import CATEGORY_IDS
+from safety.normalize import normalize
+from safety.seed import REPO, SEED_PATH, held_out_groups, load_seed
 
 log = logging.getLogger(__name__)
 
@@ -83,18 +83,18 @@ def extra_benign(settings: TrainSettings) -> list[tuple[str, str]]:
     rng = random.Random(settings.seed)
     out: list[tuple[str, str]] = []
     try:
-        from data_recipes import sources
+        from crossling import corpora
 
-        train_ids = sources.ntrex_line_ids("train")
-        for lang in sources.ntrex_languages():
+        train_ids = corpora.ntrex_line_ids("train")
+        for lang in corpora.ntrex_languages():
             if lang == "en":
                 continue
-            sents = sources.ntrex_sentences(lang)
+            sents = corpora.ntrex_sentences(lang)
             picked = rng.sample(train_ids, min(settings.ntrex_per_language, len(train_ids)))
             out += [(sents[i], lang) for i in picked]
-        en = sources.ntrex_sentences("en")
+        en = corpora.ntrex_sentences("en")
         out += [(en[i], "en") for i in rng.sample(train_ids, settings.ntrex_per_language)]
-        gsm = sources.gsm8k_train()
+        gsm = corpora.gsm8k_train()
         out += [(r["question"], "en") for r in rng.sample(gsm, min(settings.gsm8k_questions, len(gsm)))]
     except Exception as e:  # noqa: BLE001 - optional data; the seed is enough to train
         log.warning("safety classifier: extra benign text unavailable (%s); training on the seed only", e)

@@ -1,4 +1,4 @@
-"""``evaluation.generation.generate`` (contract 6) on real backends: transformers on the tiny random
+"""``crossling.generation.generate`` (contract 6) on real backends: transformers on the tiny random
 Gemma 3 (with a real PEFT adapter), and the endpoint backend against a real local HTTP server."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 from fake_openai_server import FakeOpenAIServer
 from test_eval_endpoint import free_port
 
-from evaluation import generation
-from evaluation.generation import GenerationError, generate
+from crossling import generation
+from crossling.generation import GenerationError, generate
 
 PROMPTS = [
     [{"role": "user", "content": "Translate into German: Good morning."}],

