@@ -13,61 +13,58 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
+from align import preference_data, reward, transfer, win_rate
 from align.config import DPORunConfig, KTORunConfig, PreferenceDataConfig, RewardRunConfig, WinRateConfig
-from crossling.config import parse_verb_config
+from crossling.config import CliArgs, Verb, configs_of, parse_cli
 
-CONFIGS: dict[str, type] = {
-    "data": PreferenceDataConfig,
-    "reward": RewardRunConfig,
-    "transfer": RewardRunConfig,
-    "dpo": DPORunConfig,
-    "kto": KTORunConfig,
-    "win-rate": WinRateConfig,
+VERBS: dict[str, Verb] = {
+    "data": Verb(
+        PreferenceDataConfig, "build the shipped preference pairs (translation + safety) in every language"
+    ),
+    "reward": Verb(
+        RewardRunConfig, "train a reward model in one source language, then write the transfer report"
+    ),
+    "transfer": Verb(
+        RewardRunConfig, "per-language accuracy of a trained reward model on held-out pairs (JSON + PNG)"
+    ),
+    "dpo": Verb(
+        DPORunConfig, "sample the SFT policy, score with the transferred RM, train DPO on best-vs-worst pairs"
+    ),
+    "kto": Verb(
+        KTORunConfig, "sample the SFT policy, score with the transferred RM, train KTO on thresholded labels"
+    ),
+    "win-rate": Verb(
+        WinRateConfig,
+        "aligned vs SFT on held-out prompts: transferred RM vs an independent judge (+ best-of-n)",
+    ),
 }
+CONFIGS: dict[str, type] = configs_of(VERBS)
 
-HELP = {
-    "data": "build the shipped preference pairs (translation + safety) in every language",
-    "reward": "train a reward model in one source language, then write the transfer report",
-    "transfer": "per-language accuracy of a trained reward model on held-out pairs (JSON + PNG)",
-    "dpo": "sample the SFT policy, score with the transferred RM, train DPO on best-vs-worst pairs",
-    "kto": "sample the SFT policy, score with the transferred RM, train KTO on thresholded labels",
-    "win-rate": "aligned vs SFT on held-out prompts: transferred RM vs an independent judge (+ best-of-n)",
-}
+
+def parse(argv: list[str]) -> CliArgs:
+    return parse_cli("crossling align", VERBS, argv, description="reward transfer, DPO and KTO")
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    verb, path, config = parse_verb_config(
-        "crossling align", "reward transfer, DPO and KTO", CONFIGS, HELP, argv
-    )
-    rest = argv[1:]
-    command = f"crossling align {verb} " + " ".join(rest)
+    cli = parse(list(sys.argv[1:] if argv is None else argv))
+    verb, config = cli.verb, cli.config
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if verb == "data":
-        from align import preference_data
-
         out = preference_data.write(preference_data.build(config), config.output_dir, config)
         print((out / "summary.json").read_text())
     elif verb == "reward":
-        from align import reward
-
-        reward.run(config, command)
+        reward.run(config, cli.command)
     elif verb == "transfer":
-        from pathlib import Path
-
-        from align import transfer
-        from align.reward import RewardScorer
-
-        transfer.run_transfer_report(config, RewardScorer(config.output_dir), Path(config.output_dir))
+        transfer.run_transfer_report(config, reward.RewardScorer(config.output_dir), Path(config.output_dir))
     elif verb in ("dpo", "kto"):
+        # imports torch and transformers (through sft.runs): only for the verbs that train with them
         from align import preference_optimization
 
-        preference_optimization.run(config, verb, command)
+        preference_optimization.run(config, verb, cli.command)
     elif verb == "win-rate":
-        from align import win_rate
-
-        report = win_rate.run(config, command)
+        report = win_rate.run(config, cli.command)
         print(json.dumps(report["win_rate"], indent=2))
     return 0

@@ -68,7 +68,8 @@ class PreferenceDataConfig:
 
 @dataclass
 class LoraFields:
-    """Model loading shared by every align recipe (contract 5: ``sft.modeling.load_model_for_training``)."""
+    """Model loading shared by every align recipe: ``sft.modeling.load_model_for_training`` builds the
+    trainable model (4-bit nf4 / LoRA / full) from these fields, exactly as for SFT."""
 
     model: str = field(
         default="gemma3-270m", metadata={"help": "Base model: gemma3-270m, a local folder or a hub id."}
@@ -175,7 +176,10 @@ class SamplingFields:
     top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling."})
     max_new_tokens: int = field(default=64, metadata={"help": "Tokens per sample."})
     backend: Literal["auto", "vllm", "transformers"] = field(
-        default="auto", metadata={"help": "Generation backend (contract 6)."}
+        default="auto",
+        metadata={
+            "help": "Generation backend of crossling.generation.generate (auto: fastest for the device)."
+        },
     )
     score_batch_size: int = field(default=16, metadata={"help": "Completions per reward-model forward."})
 

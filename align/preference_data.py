@@ -1,6 +1,7 @@
 """The shipped preference pairs: one construction, applied the same way in every language.
 
-For a language L the pairs are (TRL's conversational pairwise format, contract 3)
+For a language L the pairs are (TRL's conversational pairwise format, the shape DPO/KTO and the
+reward model read)
 ``{"prompt": messages, "chosen": messages, "rejected": messages, "lang": L, "kind", "source", "split"}``:
 
 - translation (NTREX, document splits from ``crossling.corpora``): the request "translate this
@@ -24,10 +25,23 @@ pairs in de/es/bn/sw). Those pairs are the only target-language text the source 
 prompts (``pivot_asks_other_languages: false`` turns them off).
 Because rejected answers are built, not sampled, per-language RM accuracy measures the same skills in
 every language — which is what the transfer report compares. Not here: training (``align.reward``).
+
+Why this lives in align and not in ``data_recipes``: these pairs are the reward model's test bench as
+much as its training data. Their rejected answers are *constructed* to probe one skill each, the same
+way in every language, and the transfer report reads its per-kind, per-language accuracy off the
+``test`` split — change the construction and the report means something else. ``data_recipes`` builds
+SFT rows (and ``recipes.preference_prompts``, the prompts DPO/KTO sample on); this module reuses its
+phrasing (``translation_prompt``) and the safety recipe's seed reader, and applies none of the build's
+row gates, for reasons that hold by construction: NTREX pairs come split by *document*
+(``crossling.corpora.ntrex_pairs``; test documents only ever reach the ``test`` split, which trains
+nothing), lengths are capped by ``max_chars``, the safety seed was decontaminated against every eval
+set when it was built (``crossling safety build-seed``), and references are human translations, so
+language ID would only re-check NTREX.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections import defaultdict
@@ -36,7 +50,12 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from align.config import PreferenceDataConfig
+from crossling import corpora
 from crossling.errors import DataError
+from crossling.loaders import read_records
+from data_recipes.recipes.safety import read_seed
+from data_recipes.recipes.translation_following import translation_prompt
+from safety.refusals import refusal_text
 
 KINDS = ("wrong_language", "truncated", "mismatched", "shuffled", "run_on")
 SPLITS = ("train", "dev", "test")
@@ -109,7 +128,6 @@ def translation_pairs(
 ) -> list[dict]:
     """Pairs for NTREX rows ``{"id", "src_lang", "tgt_lang", "src", "tgt"}`` whose target is ``lang``;
     ``foreign``: sentences in other languages that ``run_on`` answers may drift into."""
-    from data_recipes.recipes.translation_following import translation_prompt
 
     rng = random.Random(f"align-pref-{lang}-{split}-{seed}")
     out = []
@@ -156,8 +174,6 @@ def safety_pairs(seed_rows: list[dict], refusal, lang: str) -> list[dict]:
 
 def _hash_split(text: str) -> str:
     """A fixed split for rows with no document: 80/10/10 by a stable hash of the text."""
-    import hashlib
-
     bucket = int(hashlib.sha256(text.encode("utf-8")).hexdigest(), 16) % 10
     return "test" if bucket == 0 else "dev" if bucket == 1 else "train"
 
@@ -170,7 +186,6 @@ def asks_other_language_pairs(rows: list[dict], prompt_lang: str, split: str, se
     chosen = the reference in the target language, rejected = the untranslated source (in
     ``prompt_lang``). Without them every pivot-language pair prefers the pivot language, and an RM
     trained on them learns "English is good" instead of "the requested language is good"."""
-    from data_recipes.recipes.translation_following import translation_prompt
 
     rng = random.Random(f"align-pref-ask-{prompt_lang}-{split}-{seed}")
     return [
@@ -187,7 +202,6 @@ def pivot_for(lang: str, pivot: str) -> str:
 
 def build(cfg: PreferenceDataConfig) -> dict[str, list[dict]]:
     """All pairs by split, capped per language and split (sampled, not the first N: documents vary)."""
-    from crossling import corpora
 
     by_split: dict[str, list[dict]] = defaultdict(list)
     seed_rows, refusal = _safety_inputs(cfg.safety_seed)
@@ -231,15 +245,9 @@ def _short(row: dict, max_chars: int) -> bool:
 
 
 def _safety_inputs(path: str):
-    """(seed rows, refusal_text) when the safety area has shipped both, else ([], None)."""
+    """(seed rows, refusal_text); ([], None) when the seed file is absent (a user's own data dir)."""
     if not Path(path).is_file():
         return [], None
-    try:
-        from safety.refusals import refusal_text
-    except ImportError:
-        return [], None
-    from data_recipes.recipes.safety import read_seed
-
     return read_seed(path), refusal_text
 
 
@@ -289,7 +297,6 @@ def load_pairs(path: str | Path, default_lang: str | None = None) -> list[dict]:
     Rows need ``chosen`` and ``rejected`` (``prompt`` optional: TRL's implicit-prompt format); ``lang``
     defaults to ``default_lang``. A bad row is an error naming the file and line.
     """
-    from crossling.loaders import read_records
 
     rows = read_records(path, required=("chosen", "rejected"), check=_check_pairwise)
     if not rows:

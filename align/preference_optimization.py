@@ -19,8 +19,10 @@ from pathlib import Path
 
 from align import scoring, training
 from align.config import DPORunConfig, KTORunConfig
+from align.reward import reward_model_parts
 from crossling.device import fp32_trainable
 from crossling.errors import DataError
+from sft.runs import AtomicCheckpointMixin
 
 
 class PreferenceRecipe:
@@ -39,8 +41,6 @@ class PreferenceRecipe:
             cfg.adapter, "adapter", "Train it first (`make train-sft`) or set adapter: null."
         )
         if scorer is None:
-            from align.reward import reward_model_parts
-
             reward_model_parts(cfg.reward_model)  # fail before sampling (minutes), not after
         self.run_dir = training.start_run(cfg, self.command)
         t0 = time.time()
@@ -95,8 +95,6 @@ class PreferenceRecipe:
 
     def setup(self) -> None:
         import datasets
-
-        from sft.runs import AtomicCheckpointMixin
 
         if not self.rows:
             raise DataError("no training rows: call data() first")

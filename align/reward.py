@@ -18,10 +18,11 @@ from pathlib import Path
 
 import yaml
 
-from align import preference_data, training
+from align import preference_data, training, transfer
 from align.config import RewardRunConfig
+from crossling.adapters import adapter_base_model, is_adapter, require_adapter
 from crossling.device import fp32_trainable
-from crossling.errors import ConfigError, DataError
+from crossling.errors import DataError
 
 
 class RewardRecipe:
@@ -97,7 +98,6 @@ class RewardRecipe:
         return adapter
 
     def report(self, scorer: RewardScorer | None = None) -> dict:
-        from align import transfer
 
         scorer = scorer or RewardScorer(str(self.run_dir))
         result = transfer.run_transfer_report(self.config, scorer, self.run_dir)
@@ -122,12 +122,13 @@ def run(config: RewardRunConfig, command: str | None = None) -> dict:
 def reward_model_parts(path: str) -> tuple[str, str, str, int]:
     """(base model, quantization, adapter folder, max_length) of a reward run folder or adapter folder."""
     folder = Path(path)
-    adapter = folder / "adapter" if (folder / "adapter" / "adapter_config.json").is_file() else folder
-    if not (adapter / "adapter_config.json").is_file():
-        raise ConfigError(
-            f"reward_model: {path} holds no trained reward model (no adapter/adapter_config.json); "
-            "train one with `crossling align reward configs/align/gemma3-270m_reward.yaml`"
-        )
+    adapter = folder / "adapter" if is_adapter(folder / "adapter") else folder
+    require_adapter(
+        adapter,
+        "reward_model",
+        "It holds no trained reward model (a reward run keeps one in adapter/); "
+        "train one with `crossling align reward configs/align/gemma3-270m_reward.yaml`",
+    )
     run_config = adapter.parent / "config.yaml"
     if run_config.is_file():
         cfg = yaml.safe_load(run_config.read_text(encoding="utf-8")) or {}
@@ -137,8 +138,7 @@ def reward_model_parts(path: str) -> tuple[str, str, str, int]:
             str(adapter),
             cfg.get("max_length", 256),
         )
-    base = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
-    return base, "nf4", str(adapter), 256
+    return adapter_base_model(adapter), "nf4", str(adapter), 256
 
 
 class RewardScorer:

@@ -20,8 +20,13 @@ import random
 from pathlib import Path
 
 from align import training
+from align.preference_data import pivot_for
+from align.reward import RewardScorer
+from crossling import corpora, generation
+from crossling.adapters import fingerprint
 from crossling.errors import DataError
-from crossling.models import sha256_file
+from crossling.loaders import read_records
+from data_recipes.recipes.translation_following import translation_prompt
 
 # --- pure parts (unit-tested) ---------------------------------------------------------------------
 
@@ -156,7 +161,6 @@ def target_prompts(
     """
     if source == "ntrex":
         return _ntrex_prompts(languages, per_language, split, seed)
-    from crossling.loaders import read_records
 
     rows = read_records(source, required=("prompt", "lang"))
     out = []
@@ -180,9 +184,6 @@ def target_prompts(
 
 
 def _ntrex_prompts(languages: list[str], per_language: int, split: str, seed: int) -> list[dict]:
-    from align.preference_data import pivot_for
-    from crossling import corpora
-    from data_recipes.recipes.translation_following import translation_prompt
 
     out = []
     for lang in languages:
@@ -221,23 +222,6 @@ def settings_key(settings: dict) -> str:
 
 def read_scored(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def fingerprint(path: str | None) -> str | None:
-    """Content hash of a local model/adapter folder's weight files (a hub id or None: as is), so a
-    model retrained into the same folder never matches a cache made with the old one."""
-    if not path or not Path(path).exists():
-        return path
-    root = Path(path)
-    files = [root] if root.is_file() else sorted(
-        f for f in root.rglob("*")
-        if f.suffix in (".safetensors", ".bin") and not any(p.startswith("checkpoint-") for p in f.parts)
-    )  # fmt: skip
-    h = hashlib.sha256()
-    for f in files:
-        h.update(str(f.relative_to(root) if f != root else f.name).encode())
-        h.update(sha256_file(f).encode())
-    return h.hexdigest()[:16]
 
 
 def score_completions(
@@ -284,8 +268,6 @@ def sample_and_score(prompts: list[dict], cfg, scored_path: Path, scorer=None) -
     else:
         completions = _sample(prompts, cfg)
     if scorer is None:
-        from align.reward import RewardScorer
-
         scorer = RewardScorer(cfg.reward_model, batch_size=cfg.score_batch_size)
     rows = score_completions(prompts, completions, scorer, digits=4)
     scored_path.parent.mkdir(parents=True, exist_ok=True)
@@ -306,7 +288,6 @@ def sample_and_score(prompts: list[dict], cfg, scored_path: Path, scorer=None) -
 
 
 def _sample(prompts: list[dict], cfg) -> list[list[str]]:
-    from crossling import generation
 
     training.say(f"sampling {cfg.n} × {len(prompts)} prompts from {cfg.adapter or cfg.model}")
     completions = generation.generate(

@@ -1,6 +1,6 @@
 """What the align recipes (reward, DPO, KTO) share: model loading, TRL arguments, run folders.
 
-Model loading is sft's (contract 5, ``sft.modeling.load_model_for_training``); the run folder follows
+Model loading is sft's (``sft.modeling.load_model_for_training``, the same fields and rules); the run folder follows
 sft's habits through ``sft.runs`` (``config.yaml``, ``metrics.jsonl``, ``tb/``, atomic
 ``checkpoint-N/``, ``adapter/``, ``loss.png``, ``summary.json``). Nothing here knows about
 preferences; see the recipes for that.
@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from crossling.adapters import require_adapter
 from crossling.config import save_config
 from crossling.device import has_cuda, mixed_precision
-from crossling.errors import ConfigError
 
 
 def say(msg: str) -> None:
@@ -32,8 +32,9 @@ def target_modules(cfg) -> str | list[str]:
 
 
 def check_adapter(path: str | None, what: str, hint: str) -> None:
-    if path and not (Path(path) / "adapter_config.json").is_file():
-        raise ConfigError(f"{what}: {path} is not a PEFT adapter folder (no adapter_config.json). {hint}")
+    """An optional config adapter (``adapter: null`` passes) must be a PEFT adapter folder."""
+    if path:
+        require_adapter(path, what, hint)
 
 
 def load_policy(cfg) -> tuple[Any, Any]:

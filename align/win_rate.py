@@ -22,6 +22,10 @@ from pathlib import Path
 
 from align import scoring, training
 from align.config import WinRateConfig
+from align.reward import RewardScorer, reward_model_parts
+from crossling import generation
+from crossling.generation import clean_translation
+from crossling.langid import in_language
 
 
 def wins(candidate: list[float], baseline: list[float], eps: float = 1e-6) -> float:
@@ -42,9 +46,6 @@ def fidelity_chrf(text: str, reference: str | None, lang: str) -> float:
     answer the same way, and language fidelity is the same ``crossling.langid`` check.
     """
     import sacrebleu
-
-    from crossling.generation import clean_translation
-    from crossling.langid import in_language
 
     text = clean_translation(text)
     if not in_language(text, lang):
@@ -83,8 +84,6 @@ def compare(prompts: list[dict], scores: dict, candidate: str, baseline: str) ->
 def _generate(
     cfg: WinRateConfig, prompts: list[dict], adapter: str | None, n: int = 1, temperature: float = 0.0
 ):
-    from crossling import generation
-
     outs = generation.generate(
         cfg.model, [p["prompt"] for p in prompts], adapter=adapter, n=n, temperature=temperature,
         max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, backend=cfg.backend, desc=f"win-rate {adapter or 'base'}",
@@ -94,7 +93,6 @@ def _generate(
 
 
 def run(cfg: WinRateConfig, command: str | None = None) -> dict:
-    from align.reward import RewardScorer, reward_model_parts
 
     training.check_adapter(cfg.candidate_adapter, "candidate_adapter", "Train it with `crossling align dpo`.")
     training.check_adapter(cfg.baseline_adapter, "baseline_adapter", "Train it with `make train-sft`.")

@@ -6,6 +6,9 @@ imports vLLM) and calls its ``main(argv)``. Every area CLI module exposes:
 - ``main(argv: list[str] | None) -> int``
 - ``CONFIGS: dict[str, type]`` — verb → config dataclass, so shipped YAMLs can be validated
   (``tests/test_configs.py``).
+
+All but ``demo`` read ``VERB [CONFIG] [ARG ...] [--field value ...]`` the same way:
+``crossling.config.parse_cli`` over their ``VERBS``, through a ``parse(argv)`` the tests call too.
 """
 
 from __future__ import annotations

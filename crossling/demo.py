@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from crossling import models
+
 CONFIGS: dict[str, type] = {}
 
 
@@ -110,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-serve", dest="serve", action="store_false", help="stop after the report")
     p.add_argument("--port", type=int, default=8000)
     args = p.parse_args(argv)
-    from crossling import models
 
     timings: dict[str, float] = {}
     start = time.perf_counter()

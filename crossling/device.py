@@ -74,15 +74,3 @@ def mixed_precision(device: str | None = None) -> dict:
 
     dtype = default_dtype(device)
     return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16}
-
-
-def vllm_cpu_scheduler_args(max_model_len: int) -> dict:
-    """vLLM engine arguments that keep seeded sampling alive on CPU.
-
-    vLLM 0.32 rewinds a seeded request's generator whenever its prefill is split across steps
-    (chunked prefill), and a CPU ``torch.Generator`` cannot be rewound: the engine core dies with
-    "CPU Generator does not use offset" on the first seeded request that meets a split prefill — a
-    batch of sampled prompts, or one long prompt. Whole prefills (as vLLM's CPU platform itself
-    configures for MLA models) never take that path; every prompt fits one step.
-    """
-    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(int(max_model_len), 2048)}

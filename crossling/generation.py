@@ -1,6 +1,7 @@
 """Batch generation for evaluation and for align's sampling: chat prompts in, n completions out.
 
-``generate(model, prompts, ...)`` is the one call (contract 6). It runs on one of three backends:
+``generate(model, prompts, ...)`` is the one call every area uses to generate in batches (evaluation,
+align's sampling and win rates, the benchmarks). It runs on one of three backends:
 
 - ``transformers``: batched ``model.generate`` with left padding, fp32 on CPU, a PEFT adapter merged in;
 - ``vllm``: the offline ``vllm.LLM`` engine (``enforce_eager``, fp32 on CPU), adapters as LoRARequests,
@@ -8,8 +9,9 @@
 - ``endpoint``: any OpenAI-compatible server (ours, vLLM's, a hosted one) with concurrent requests.
 
 Every completion is cached on disk (SQLite) under a hash of (model fingerprint, adapter fingerprint,
-messages, sampling), so a rerun only generates what is new. Fingerprints include the size and mtime of
-local weight files: retraining an adapter into the same folder invalidates its cache entries.
+messages, sampling), so a rerun only generates what is new. Fingerprints hash the content of local
+weight and config files (``crossling.adapters.fingerprint``): retraining an adapter into the same
+folder invalidates its cache entries, copying a model elsewhere keeps them.
 
 Not here: scoring (``evaluation.metrics``), prompt building (``evaluation.tasks``), serving.
 """
@@ -17,7 +19,6 @@ Not here: scoring (``evaluation.metrics``), prompt building (``evaluation.tasks`
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -28,7 +29,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
-from crossling.errors import CrosslingError
+from crossling.adapters import adapter_modules_to_save, fingerprint, require_adapter
+from crossling.device import has_cuda
+from crossling.errors import ConfigError, CrosslingError
+from crossling.models import cache_dir, load_causal_lm, load_tokenizer, resolve_model
+from crossling.vllm import DEFAULT_KV_CACHE_GIB, engine_args, vllm_available
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +46,7 @@ VLLM_MIN_PROMPTS_CPU = 100_000
 TRANSFORMERS_BATCH_SIZE = 32
 CACHE_CHUNK = 256  # prompts per backend call, each written to the cache as soon as it is done
 # Part of every cache key: bump when a change here changes what the same request returns.
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: fingerprints hash file content (were name + size + mtime)
 
 
 class GenerationError(CrosslingError):
@@ -52,24 +57,8 @@ class GenerationError(CrosslingError):
 
 
 def default_cache_dir() -> Path:
-    from crossling.models import cache_dir
 
     return cache_dir() / "generations"
-
-
-def fingerprint(name_or_path: str | None) -> str | None:
-    """A model/adapter's identity for the cache: the name, plus size+mtime of local weight files."""
-    if name_or_path is None:
-        return None
-    path = Path(name_or_path).expanduser()
-    if not path.is_dir():
-        return str(name_or_path)
-    parts = [str(path.resolve())]
-    for p in sorted(path.iterdir()):
-        if p.suffix in (".safetensors", ".bin", ".json") and p.is_file():
-            st = p.stat()
-            parts.append(f"{p.name}:{st.st_size}:{int(st.st_mtime)}")
-    return "|".join(parts)
 
 
 def cache_key(identity: dict[str, Any], messages: Messages) -> str:
@@ -211,21 +200,23 @@ def choose_backend(backend: Backend, base_url: str | None = None, n_prompts: int
         return "transformers"
     if backend != "auto":
         raise GenerationError(f"unknown backend {backend!r}; use auto, vllm, transformers or endpoint")
-    from crossling.device import has_cuda
 
     if vllm_available() and (has_cuda() or n_prompts >= VLLM_MIN_PROMPTS_CPU):
         return "vllm"
     return "transformers"
 
 
-def vllm_available() -> bool:
-    return importlib.util.find_spec("vllm") is not None
-
-
 def _resolve_local(model: str) -> str:
-    from crossling.models import resolve_model
 
     return resolve_model(model)
+
+
+def _require_adapter(adapter: str) -> None:
+    """A GenerationError, the error generate() reports, when ``adapter`` is no PEFT adapter folder."""
+    try:
+        require_adapter(adapter, "adapter")
+    except ConfigError as e:
+        raise GenerationError(str(e)) from e
 
 
 # --- transformers backend ------------------------------------------------------------------------
@@ -238,15 +229,11 @@ def _load_hf(model: str, adapter: str | None):
     if _HF_LOADED.get("key") == key:
         return _HF_LOADED["model"], _HF_LOADED["tokenizer"]
     _HF_LOADED.clear()  # one model in memory at a time: an eval of 3 models must not hold 3
-    from crossling.models import load_causal_lm, load_tokenizer
 
     tokenizer = load_tokenizer(model, padding_side="left")
     lm = load_causal_lm(model)
     if adapter:
-        if not (Path(adapter) / "adapter_config.json").is_file():
-            raise GenerationError(
-                f"adapter {adapter!r} is not a PEFT adapter folder (no adapter_config.json)"
-            )
+        _require_adapter(adapter)
         from peft import PeftModel
 
         # Merged, the adapter costs nothing per token.
@@ -323,61 +310,43 @@ def _run_transformers(
 _VLLM: dict[str, Any] = {}  # one engine per process; adapters are LoRARequests on it
 
 
-def _adapter_rank(adapter: str) -> tuple[int, list[str]]:
-    cfg = json.loads((Path(adapter) / "adapter_config.json").read_text())
-    return int(cfg.get("r", 16)), list(cfg.get("modules_to_save") or [])
-
-
 def _vllm_engine(model: str, adapter: str | None):
+    """The process's offline engine for ``model``, restarted only for another model or a larger rank.
+
+    Its arguments are ``crossling.vllm.engine_args``'s; LoRA stays on for any later adapter
+    (``max_loras=4``, rank floor 64) and ``seed=0`` fixes the engine's own sampling seed.
+    """
     from vllm import LLM
 
-    from crossling.device import has_cuda, vllm_cpu_scheduler_args
-
     path = _resolve_local(model)
-    rank = 16
     if adapter:
-        if not (Path(adapter) / "adapter_config.json").is_file():
-            raise GenerationError(
-                f"adapter {adapter!r} is not a PEFT adapter folder (no adapter_config.json)"
-            )
-        rank, extra = _adapter_rank(adapter)
-        if extra:
+        _require_adapter(adapter)
+        if extra := adapter_modules_to_save(adapter):
             raise GenerationError(
                 f"adapter {adapter} also trains {extra} (modules_to_save), which vLLM's LoRA cannot load; "
                 "use backend: transformers"
             )
-    # Rank 64 covers every adapter we train; a larger one restarts the engine.
-    need_rank = max(64, rank)
-    engine = _VLLM.get("engine")
-    if engine is not None and _VLLM["path"] == path and (not adapter or _VLLM["max_rank"] >= need_rank):
-        return engine
-    _VLLM.clear()
-    # In-process engine core: spawning one would re-import the caller's __main__ (scripts without a
-    # main guard, notebooks) and buys nothing for offline batches.
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     config = (
         json.loads((Path(path) / "config.json").read_text()) if Path(path, "config.json").is_file() else {}
     )
     # eval prompts are short; the model's own limit when it is shorter (tiny test models)
     max_model_len = min(4096, int(config.get("max_position_embeddings", 4096)))
-    extra: dict[str, Any] = {}
-    if not has_cuda():
-        # On CPU vLLM otherwise reserves 92 % of *system* memory and refuses to start beside anything.
-        extra["kv_cache_memory_bytes"] = int(float(os.environ.get("CROSSLING_VLLM_KV_GIB", "2")) * (1 << 30))
-        extra.update(vllm_cpu_scheduler_args(max_model_len))
-    engine = LLM(
-        model=path,
-        tokenizer=path,
-        dtype="auto" if has_cuda() else "float32",
-        enforce_eager=not has_cuda(),
-        enable_lora=True,
-        max_lora_rank=need_rank,
-        max_loras=4,
+    args = engine_args(
+        path,
         max_model_len=max_model_len,
-        seed=0,
-        **extra,
+        adapters=[adapter] if adapter else [],
+        max_loras=4,
+        kv_cache_gib=float(os.environ.get("CROSSLING_VLLM_KV_GIB", DEFAULT_KV_CACHE_GIB)),
     )
-    _VLLM.update(engine=engine, path=path, max_rank=need_rank, lora_ids={})
+    engine = _VLLM.get("engine")
+    if engine is not None and _VLLM["path"] == path and _VLLM["max_rank"] >= args["max_lora_rank"]:
+        return engine
+    _VLLM.clear()
+    # In-process engine core: spawning one would re-import the caller's __main__ (scripts without a
+    # main guard, notebooks) and buys nothing for offline batches.
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    engine = LLM(**args, seed=0)
+    _VLLM.update(engine=engine, path=path, max_rank=args["max_lora_rank"], lora_ids={})
     return engine
 
 
@@ -385,8 +354,6 @@ def _run_vllm(model: str, prompts: list[Messages], *, adapter, sampling, progres
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
     from vllm.lora.request import LoRARequest
-
-    from crossling.models import load_tokenizer
 
     engine = _vllm_engine(model, adapter)
     # Our tokenizer, not the engine's: it carries crossling's chat template for base models.

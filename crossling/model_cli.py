@@ -2,49 +2,66 @@
 
 from __future__ import annotations
 
-import argparse
+import sys
 import time
+from dataclasses import dataclass, field
 
 from crossling import models
+from crossling.config import CliArgs, Verb, configs_of, parse_cli
 
-CONFIGS: dict[str, type] = {}
+
+@dataclass
+class ModelDirConfig:
+    cache: str | None = field(
+        default=None, metadata={"help": "cache folder (default: $CROSSLING_CACHE or ~/.cache/crossling)"}
+    )
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="crossling model", description=__doc__)
-    sub = p.add_subparsers(dest="verb", required=True)
-    prep = sub.add_parser("prepare", help="convert the embedded Gemma 3 270M GGUF once (cached)")
-    prep.add_argument("--cache", help="cache folder (default: $CROSSLING_CACHE or ~/.cache/crossling)")
-    prep.add_argument("--force", action="store_true", help="convert again even if a verified copy exists")
-    prep.add_argument("--no-verify", dest="verify", action="store_false", help="skip the generation check")
-    ver = sub.add_parser("verify", help="re-check checksums and fluent generations of the prepared model")
-    ver.add_argument("--cache")
-    pth = sub.add_parser("path", help="print the folder of the prepared default model")
-    pth.add_argument("--cache")
-    return p
+@dataclass
+class PrepareConfig(ModelDirConfig):
+    force: bool = field(default=False, metadata={"help": "convert again even if a verified copy exists"})
+    no_verify: bool = field(default=False, metadata={"help": "skip the generation check"})
+
+
+# No YAML: the few settings are flags (CONFIGS is empty).
+VERBS: dict[str, Verb] = {
+    "prepare": Verb(PrepareConfig, "convert the embedded Gemma 3 270M GGUF once (cached)", yaml=False),
+    "verify": Verb(
+        ModelDirConfig, "re-check checksums and fluent generations of the prepared model", yaml=False
+    ),
+    "path": Verb(ModelDirConfig, "print the folder of the prepared default model", yaml=False),
+}
+CONFIGS: dict[str, type] = configs_of(VERBS)
+
+
+def parse(argv: list[str]) -> CliArgs:
+    return parse_cli("crossling model", VERBS, argv, description=__doc__)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.verb == "prepare":
+    cli = parse(list(sys.argv[1:] if argv is None else argv))
+    cache = cli.config.cache
+    if cli.verb == "prepare":
+        force = cli.config.force
         start = time.perf_counter()
-        was_ready = models.is_prepared(models.default_model_dir(args.cache))
-        folder = models.prepare(cache=args.cache, force=args.force, verify=args.verify)
+        was_ready = models.is_prepared(models.default_model_dir(cache))
+        folder = models.prepare(cache=cache, force=force, verify=not cli.config.no_verify)
         took = time.perf_counter() - start
-        state = "already prepared" if was_ready and not args.force else "converted and verified"
+        state = "already prepared" if was_ready and not force else "converted and verified"
         print(f"default model {state} in {took:.1f}s: {folder}")
         manifest = models._read_manifest(folder) or {}
-        if manifest.get("verification") and not (was_ready and not args.force):
+        if manifest.get("verification") and not (was_ready and not force):
             print(manifest["verification"])
         return 0
-    folder = models.default_model_dir(args.cache)
-    if args.verb == "path":
+    folder = models.default_model_dir(cache)
+    if cli.verb == "path":
         print(folder)
         return 0 if models.is_prepared(folder) else 1
     # verify
     if not models.is_prepared(folder, check_hashes=True):
         print(f"{folder}: missing, unfinished or checksum mismatch; run `crossling model prepare --force`")
         return 1
+    # transformers takes seconds to import: only for the one verb that loads the model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     result = models.verify_model(

@@ -16,7 +16,6 @@ Any Hugging Face id or local path can stand in for the default (``model:`` in ev
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from crossling.adapters import ADAPTER_CONFIG, is_adapter, sha256_file
+from crossling.device import default_device, default_dtype
 from crossling.errors import CrosslingError, ModelNotFoundError
 
 DEFAULT_MODEL = "gemma3-270m"
@@ -118,14 +119,6 @@ def verify_model(
 # --- conversion ----------------------------------------------------------------------------------
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _read_manifest(folder: Path) -> dict[str, Any] | None:
     try:
         return json.loads((folder / MANIFEST).read_text())
@@ -142,7 +135,7 @@ def is_prepared(folder: Path, check_hashes: bool = False) -> bool:
         p = folder / name
         if not p.is_file() or p.stat().st_size != meta["size"]:
             return False
-        if check_hashes and sha256_file(p) != meta["sha256"]:
+        if check_hashes and sha256_file(p, cached=False) != meta["sha256"]:
             return False
     return True
 
@@ -196,7 +189,7 @@ def prepare(
             "verified": bool(verification and verification.ok),
             "verification": verification.report() if verification else None,
             "files": {
-                p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
+                p.name: {"size": p.stat().st_size, "sha256": sha256_file(p, cached=False)}
                 for p in sorted(work.iterdir())
                 if p.is_file()
             },
@@ -275,8 +268,8 @@ def resolve_model(name_or_path: str | Path, prepare_default: bool = True) -> str
         return str(folder)
     path = Path(name).expanduser()
     if path.exists():
-        if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
-            raise ModelNotFoundError(f"{path} is not a model folder (no config.json or adapter_config.json)")
+        if not (path / "config.json").is_file() and not is_adapter(path):
+            raise ModelNotFoundError(f"{path} is not a model folder (no config.json or {ADAPTER_CONFIG})")
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelNotFoundError(f"no such model folder: {name}")
@@ -309,8 +302,6 @@ def load_tokenizer(name_or_path: str | Path, **kwargs):
 def load_causal_lm(name_or_path: str | Path, dtype=None, device: str | None = None, **kwargs):
     """Load a causal LM with the dtype that is fast on the device (see ``crossling.device``)."""
     from transformers import AutoModelForCausalLM
-
-    from crossling.device import default_device, default_dtype
 
     device = device or default_device()
     resolved = resolve_model(name_or_path)

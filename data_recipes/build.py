@@ -9,7 +9,6 @@ gates become the preference prompts. Outputs are written by ``data_recipes.card`
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 import time
@@ -17,13 +16,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from tqdm.auto import tqdm
 
 from crossling import languages
-from crossling.corpora import DATA_DIR
+from crossling.corpora import DATA_DIR, gsm8k_train
 from crossling.errors import ConfigError, DataError
+from crossling.langid import detect
+from crossling.loaders import iter_records
 from data_recipes import mixing
 from data_recipes.gates import DropReport, GateConfig, Gates
 from data_recipes.recipes import cross_lingual_instructions as cli_recipe
@@ -32,7 +32,7 @@ from data_recipes.recipes import translation_following as tf_recipe
 from data_recipes.recipes import xcot as xcot_recipe
 from data_recipes.recipes.preference_prompts import PreferencePromptsConfig, from_rows
 from data_recipes.schema import stable_hash, validate_row
-from data_recipes.translator import TranslatorConfig
+from data_recipes.translator import Translator, TranslatorConfig, translate_problems
 
 DEFAULT_LANGUAGES = ["en", "de", "fr", "es", "ru", "zh", "ja", "ar", "hi", "bn", "sw"]
 
@@ -166,8 +166,6 @@ def _translated(cfg: BuildConfig) -> dict[str, dict[str, dict]] | None:
         return None
     if cfg.translator is None:
         raise ConfigError("translate_gsm8k needs a translator: block (backend, model, base_url)")
-    from crossling.corpora import gsm8k_train
-    from data_recipes.translator import Translator, translate_problems
 
     pool = [r for r in gsm8k_train() if len(r["cot"]) <= cfg.xcot.max_cot_chars]
     problems = random.Random(f"translate-{cfg.seed}").sample(pool, min(cfg.translate_gsm8k, len(pool)))
@@ -197,7 +195,6 @@ def _safety_rows(cfg: BuildConfig, report: DropReport) -> list[dict]:
 
 def user_rows(cfg: BuildConfig, quarantine: list[dict]) -> Iterator[dict]:
     """The user's SFT-schema files, streamed; each row is validated where it is read."""
-    from crossling.loaders import iter_records
 
     for path in cfg.extra_sft_files:
         name = Path(path).stem if not path.startswith("hf:") else path
@@ -279,7 +276,6 @@ def run(cfg: BuildConfig) -> BuildResult:
         raise DataError(f"no rows were made for languages {cfg.languages}: check the recipes' settings")
     if cfg.gates.langid:
         print("loading the language-ID models (lingua) and the decontamination index ...", flush=True)
-        from crossling.langid import detect
 
         detect("warm up the detector")
     gates = Gates(cfg.gates, report)
@@ -325,10 +321,6 @@ def _note_missing_languages(cfg: BuildConfig, sizes: dict, report: DropReport) -
         for recipe in sorted({r for r, _ in sizes}):
             if mixing.recipe_weight(cfg.recipe_weights, recipe) <= 0:
                 report.notes.append(f"{recipe}: weight 0 in recipe_weights, so none of its rows are mixed in")
-
-
-def config_dict(cfg: BuildConfig) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
 
 
 def check_output_dir(cfg: BuildConfig) -> Path:

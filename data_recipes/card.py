@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from crossling.config import save_config
+from crossling.models import load_tokenizer, resolve_model
 from data_recipes.build import BuildConfig, BuildResult, check_output_dir
 from data_recipes.schema import public
 
@@ -38,8 +39,6 @@ def token_counts(rows: list[dict], tokenizer_name: str | None) -> dict[str, int]
     if not tokenizer_name or not rows:
         return None
     try:
-        from crossling.models import load_tokenizer, resolve_model
-
         tok = load_tokenizer(resolve_model(tokenizer_name))
     except Exception as e:  # token counts are informative only; a missing model must not fail a build
         print(f"note: token counts skipped ({type(e).__name__}: {e})")

@@ -29,6 +29,7 @@ from crossling.decontamination import (
     shared_index,
     tokens,
 )
+from crossling.langid import is_language
 from data_recipes.schema import row_text, validate_row
 
 
@@ -164,7 +165,6 @@ class NearDuplicates:
 
 @lru_cache(maxsize=200_000)
 def _is_language(text: str, lang: str) -> bool:
-    from crossling.langid import is_language
 
     return is_language(text, lang)
 

@@ -96,10 +96,3 @@ def mix(
         rest += rows[k:]
     random.Random(f"mix-{seed}").shuffle(chosen)
     return chosen, rest
-
-
-def by_cell(rows: list[dict]) -> dict[Cell, list[dict]]:
-    pools: dict[Cell, list[dict]] = defaultdict(list)
-    for row in rows:
-        pools[(row["recipe"], row["lang"])].append(row)
-    return dict(pools)

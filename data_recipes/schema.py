@@ -1,4 +1,4 @@
-"""The SFT row every recipe emits (contract 2) and the instruction templates recipes phrase it with.
+"""The SFT row every recipe emits (what ``sft`` reads and the data card describes) and the instruction templates recipes phrase it with.
 
 A row is ``{"messages", "recipe", "lang", "src_lang", "tgt_lang", "source", "split"}``. While a build
 runs, rows also carry private keys the quality gates read and the writer strips (names start with

@@ -17,6 +17,11 @@ import argparse
 import json
 import time
 
+from crossling.generation import generate
+from crossling.languages import DEMO_LANGUAGES
+from crossling.models import load_tokenizer
+from evaluation.tasks.translation import Translation
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -31,12 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top_p", type=float, default=1.0)
     parser.add_argument("--adapter_only", action="store_true", help="skip the pass without the adapter")
     args = parser.parse_args(argv)
-
-    from crossling.generation import generate
-    from crossling.languages import DEMO_LANGUAGES
-    from crossling.models import load_tokenizer
-    from evaluation.tasks.translation import Translation
-
     per_lang = max(1, args.prompts // len(DEMO_LANGUAGES))
     items = Translation(list(DEMO_LANGUAGES), sentences=per_lang).items()[: args.prompts]
     prompts = [i.messages for i in items]

@@ -7,55 +7,47 @@ crossling eval report results/default               # re-render report.md + char
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 from pathlib import Path
 
-from crossling.config import add_config_arguments, load_config
+from crossling.config import CliArgs, Verb, configs_of, parse_cli
 from crossling.errors import CrosslingError
 from evaluation.config import EvalConfig
+from evaluation.report import main_table, write_report
+from evaluation.runner import run_eval
 
-CONFIGS: dict[str, type] = {"run": EvalConfig, "": EvalConfig}  # "": `crossling eval CONFIG`
+VERBS: dict[str, Verb] = {
+    "run": Verb(EvalConfig, "run an evaluation config"),
+    "report": Verb(None, "re-render report.md and charts from results.json", args="RESULTS_DIR"),
+}
+# "": `crossling eval CONFIG` (the first line of a YAML may name the command without `run`)
+CONFIGS: dict[str, type] = {**configs_of(VERBS), "": EvalConfig}
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="crossling eval", description="evaluate models: fidelity, chrF, MGSM, safety"
+def parse(argv: list[str]) -> CliArgs:
+    return parse_cli(
+        "crossling eval",
+        VERBS,
+        argv,
+        description="evaluate models: fidelity, chrF, MGSM, safety",
+        default_verb="run",
     )
-    sub = parser.add_subparsers(dest="verb")
-    run = sub.add_parser("run", help="run an evaluation config")
-    add_config_arguments(run, EvalConfig)
-    report = sub.add_parser("report", help="re-render report.md and charts from results.json")
-    report.add_argument("results_dir", help="folder holding results.json")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("run", "report", "-h", "--help"):
-        argv = ["run", *argv]  # `crossling eval CONFIG` is `crossling eval run CONFIG`
-    parser = make_parser()
-    args, rest = parser.parse_known_args(argv)
+    cli = parse(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.verb == "report":
-        from evaluation.report import write_report
-
-        path = Path(args.results_dir) / "results.json"
+    if cli.verb == "report":
+        results_dir = cli.args[0]
+        path = Path(results_dir) / "results.json"
         if not path.is_file():
-            raise CrosslingError(f"no results.json in {args.results_dir}")
-        print(write_report(json.loads(path.read_text(encoding="utf-8")), args.results_dir))
+            raise CrosslingError(f"no results.json in {results_dir}")
+        print(write_report(json.loads(path.read_text(encoding="utf-8")), results_dir))
         return 0
-    if args.verb != "run":
-        parser.print_help()
-        return 2
-    cfg = load_config(EvalConfig, args.config, rest)
-    from evaluation.report import main_table
-    from evaluation.runner import run_eval
-
-    command = "crossling eval run " + " ".join(argv[1:])
-    results = run_eval(cfg, command=command)
+    cfg = cli.config
+    results = run_eval(cfg, command=cli.command)
     out = Path(cfg.output_dir) / cfg.name
     print(main_table(results))
     for name, why in results.get("skipped_models", {}).items():

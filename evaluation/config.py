@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from crossling.languages import DEMO_LANGUAGES, LANGUAGES
+from evaluation.tasks import TASKS
 
-TASK_NAMES = ("language_fidelity", "translation", "mgsm", "safety", "reward")
+TASK_NAMES = tuple(TASKS)  # the registry decides which tasks exist (evaluation/tasks/__init__.py)
 
 
 def _help(text: str, **kw):
@@ -81,7 +82,9 @@ class EvalConfig:
     safety_per_language: int = _help("harmful prompts per language", default=10)
     safety_benign_per_language: int = _help("benign prompts per language (over-refusal)", default=3)
     safety_filter: str | None = _help(
-        "safety filter as module:attr (auto: the safety area's filter if present; none: off)", default="auto"
+        "auto: crossling's safety.SafetyFilter; none: no filter; module:attr: your own filter "
+        "(an object with check(text, role), or a class or factory making one)",
+        default="auto",
     )
     safety_max_new_tokens: int = _help("tokens generated per safety prompt", default=64)
 

@@ -11,24 +11,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-# subtask prefix -> (headline metric, column title, shown as a percentage)
-HEADLINE = {
-    "language_fidelity": ("fidelity", "fidelity %", True),
-    "ntrex_": ("chrf", "chrF", False),
-    "mgsm_": ("accuracy", "acc %", True),
-    "multijail": ("refusal", "refusal %", True),
-    "benign": ("over_refusal", "over-refusal %", True),
-    "reward_transfer": ("accuracy", "RM acc %", True),
-}
-SECONDARY = {
-    "language_fidelity": [
-        ("fidelity_native", "native %", True),
-        ("fidelity_cross", "ask in A, answer in B %", True),
-    ],
-    "ntrex_": [("bleu", "BLEU", False)],
-    "multijail": [("refusal_with_filter", "refusal w/ filter %", True)],
-    "benign": [("over_refusal_with_filter", "over-refusal w/ filter %", True)],
-}
+from evaluation.tasks import TASKS
+
+# Each task declares its columns next to it (TaskSpec.columns); here by subtask prefix:
+# the headline column (metric, column title, shown as a percentage), then the others.
+_COLUMNS = {prefix: cols for spec in TASKS.values() for prefix, cols in spec.columns.items()}
+HEADLINE = {prefix: cols[0] for prefix, cols in _COLUMNS.items() if cols}
+SECONDARY = {prefix: cols[1:] for prefix, cols in _COLUMNS.items() if len(cols) > 1}
 TARGET_FIDELITY, TARGET_CHRF = 0.90, 20.0
 
 

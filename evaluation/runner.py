@@ -19,46 +19,21 @@ from crossling import generation
 from crossling.config import save_config
 from crossling.errors import ConfigError
 from evaluation.config import EvalConfig, ModelSpec
-from evaluation.tasks.base import Item, Task
-from evaluation.tasks.language_fidelity import LanguageFidelity
-from evaluation.tasks.math_reasoning import MathReasoning
-from evaluation.tasks.reward_transfer import read_reward_report
-from evaluation.tasks.safety import Safety
-from evaluation.tasks.translation import Translation
+from evaluation.report import write_report
+from evaluation.tasks import TASKS, Item, ReportTask, Task
 
 logger = logging.getLogger(__name__)
 
 
+def build_all(cfg: EvalConfig) -> tuple[list[Task], list[ReportTask]]:
+    """The tasks ``cfg.tasks`` names, in registry order: generation tasks, and report tasks."""
+    built = [spec.build(cfg) for name, spec in TASKS.items() if name in cfg.tasks]
+    return [t for t in built if isinstance(t, Task)], [t for t in built if isinstance(t, ReportTask)]
+
+
 def build_tasks(cfg: EvalConfig) -> list[Task]:
-    tasks: list[Task] = []
-    if "language_fidelity" in cfg.tasks:
-        tasks.append(
-            LanguageFidelity(
-                cfg.fidelity_prompts, cfg.languages, cfg.fidelity_native, cfg.fidelity_cross,
-                cfg.fidelity_max_new_tokens,
-            )
-        )  # fmt: skip
-    if "translation" in cfg.tasks:
-        tasks.append(
-            Translation(
-                cfg.languages, cfg.translation_directions, cfg.translation_shots, cfg.translation_sentences,
-                cfg.translation_max_new_tokens,
-            )
-        )  # fmt: skip
-    if "mgsm" in cfg.tasks:
-        tasks.append(
-            MathReasoning(
-                cfg.languages, cfg.mgsm_variants, cfg.mgsm_problems, cfg.mgsm_shots, cfg.mgsm_max_new_tokens
-            )
-        )
-    if "safety" in cfg.tasks:
-        tasks.append(
-            Safety(
-                cfg.safety_languages, cfg.safety_prompts, cfg.fidelity_prompts, cfg.safety_per_language,
-                cfg.safety_benign_per_language, cfg.safety_filter, cfg.safety_max_new_tokens,
-            )
-        )  # fmt: skip
-    return tasks
+    """The generation tasks ``cfg.tasks`` names, in registry order."""
+    return build_all(cfg)[0]
 
 
 def check_models(cfg: EvalConfig) -> tuple[list[ModelSpec], dict[str, str]]:
@@ -109,7 +84,7 @@ def run_eval(cfg: EvalConfig, command: str | None = None) -> dict[str, Any]:
     redacted = replace(cfg, models=[replace(m, api_key="***" if m.api_key else None) for m in cfg.models])
     save_config(redacted, out_dir / "config.yaml", command=command)
     models, skipped = check_models(cfg)
-    tasks = build_tasks(cfg)
+    tasks, reports = build_all(cfg)
     task_items = {t.name: t.items() for t in tasks}  # built once: bad data fails before any generation
     results: dict[str, Any] = {
         "name": cfg.name,
@@ -142,17 +117,13 @@ def run_eval(cfg: EvalConfig, command: str | None = None) -> dict[str, Any]:
             generation.release()
         logger.info("%s evaluated in %.0f s", spec.name, results["timing_s"][spec.name])
     generation.release()
-    if "reward" in cfg.tasks and cfg.reward_report:
-        results["reward_model"] = read_reward_report(cfg.reward_report)
-        if results["reward_model"] is None:
-            results["reward_model_missing"] = f"{cfg.reward_report} not found (run the align reward stage)"
+    for report in reports:
+        results.update(report.results())
     if cfg.win_rate_report and Path(cfg.win_rate_report).is_file():
         results["win_rate"] = json.loads(Path(cfg.win_rate_report).read_text(encoding="utf-8"))
         table = Path(cfg.win_rate_report).with_suffix(".md")
         results["win_rate_table"] = table.read_text(encoding="utf-8") if table.is_file() else None
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
-    from evaluation.report import write_report
-
     write_report(results, out_dir)
     return results
 

@@ -102,10 +102,3 @@ OPENAI_CATEGORIES: tuple[str, ...] = (
     "violence",
     "violence/graphic",
 )
-
-
-def check_category(category: str) -> str:
-    """Return ``category`` if known, else raise a ValueError listing the known ids."""
-    if category not in CATEGORIES:
-        raise ValueError(f"unknown safety category {category!r}; known: {', '.join(CATEGORY_IDS)}")
-    return category

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crossling import corpora
 from safety.categories import CATEGORY_IDS
 from safety.normalize import normalize
 from safety.seed import REPO, SEED_PATH, held_out_groups, load_seed
@@ -83,8 +84,6 @@ def extra_benign(settings: TrainSettings) -> list[tuple[str, str]]:
     rng = random.Random(settings.seed)
     out: list[tuple[str, str]] = []
     try:
-        from crossling import corpora
-
         train_ids = corpora.ntrex_line_ids("train")
         for lang in corpora.ntrex_languages():
             if lang == "en":

@@ -12,15 +12,17 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from dataclasses import dataclass, field
 
-from crossling.config import add_config_arguments, load_config
+from crossling.config import CliArgs, Verb, configs_of, parse_cli
+from safety.classifier import TrainSettings, heldout_harm, save, seed_hash, threshold_at_fpr, train_calibrated
 from safety.config import SafetyConfig
-from safety.semantic_train import SemanticTrainConfig
+from safety.filter import SafetyFilter
+from safety.seed import SEED_PATH, build_seed, load_seed
+from safety.semantic_train import SemanticTrainConfig, train_semantic
 
 
 @dataclass
@@ -47,18 +49,22 @@ class TrainConfig:
     alpha: float = field(default=1e-5, metadata={"help": "L2 regularisation strength"})
 
 
-CONFIGS: dict[str, type] = {
-    "train": TrainConfig,
-    "train-semantic": SemanticTrainConfig,
-    "check": SafetyConfig,
+VERBS: dict[str, Verb] = {
+    "build-seed": Verb(None, "expand data/safety/source/*.yaml into data/safety/seed.jsonl"),
+    "train": Verb(TrainConfig, "train the built-in classifier"),
+    "train-semantic": Verb(SemanticTrainConfig, "train the semantic stage's heads"),
+    "check": Verb(SafetyConfig, "print verdicts for texts (policy from CONFIG)", args="TEXT..."),
 }
+CONFIGS: dict[str, type] = configs_of(VERBS)
+
+
+def parse(argv: list[str]) -> CliArgs:
+    return parse_cli("crossling safety", VERBS, argv, description=__doc__)
 
 
 def _dev_report(rows: list[dict], cfg: TrainConfig) -> None:
     """Recall/FPR per language on held-out phrase groups, at ``threshold`` and at the threshold that
     keeps held-out benign FPR at ``target_fpr`` (the one ``train`` stores in the model)."""
-    from safety.classifier import heldout_harm, threshold_at_fpr
-
     dev, harm = heldout_harm(rows, _settings(cfg))
     calibrated = threshold_at_fpr([h for r, h in zip(dev, harm, strict=True) if r["label"] == "benign"],
                                   cfg.target_fpr)  # fmt: skip
@@ -79,17 +85,12 @@ def _dev_report(rows: list[dict], cfg: TrainConfig) -> None:
         print(f"{lang:<5} {len(h):>7} {len(b):>8} | {cells[0]} | {cells[1]}")
 
 
-def _settings(cfg: TrainConfig):
-    from safety.classifier import TrainSettings
-
+def _settings(cfg: TrainConfig) -> TrainSettings:
     return TrainSettings(alpha=cfg.alpha, epochs=cfg.epochs, target_fpr=cfg.target_fpr,
                          dev_fraction=cfg.dev_fraction)  # fmt: skip
 
 
 def _train(cfg: TrainConfig) -> int:
-    from safety.classifier import save, seed_hash, train_calibrated
-    from safety.seed import load_seed
-
     rows = load_seed(cfg.seed_path)
     if cfg.report and cfg.dev_fraction > 0:
         _dev_report(rows, cfg)
@@ -103,34 +104,18 @@ def _train(cfg: TrainConfig) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="crossling safety", description=__doc__)
-    sub = parser.add_subparsers(dest="verb", required=True)
-    sub.add_parser("build-seed", help="expand data/safety/source/*.yaml into data/safety/seed.jsonl")
-    add_config_arguments(sub.add_parser("train", help="train the built-in classifier"), TrainConfig)
-    add_config_arguments(
-        sub.add_parser("train-semantic", help="train the semantic stage's heads"), SemanticTrainConfig
-    )
-    p_check = sub.add_parser("check", help="print verdicts for texts")
-    p_check.add_argument("config", help="safety policy YAML (configs/safety/default.yaml)")
-    p_check.add_argument("texts", nargs="+")
-    args, rest = parser.parse_known_args(argv)
-    if args.verb == "build-seed":
-        from safety.seed import SEED_PATH, build_seed
-
+    cli = parse(list(sys.argv[1:] if argv is None else argv))
+    if cli.verb == "build-seed":
         rows = build_seed()
         print(f"wrote {len(rows)} rows to {SEED_PATH}")
         return 0
-    if args.verb == "train":
-        return _train(load_config(TrainConfig, args.config, rest))
-    if args.verb == "train-semantic":
-        from safety.semantic_train import train_semantic
-
-        train_semantic(load_config(SemanticTrainConfig, args.config, rest))
+    if cli.verb == "train":
+        return _train(cli.config)
+    if cli.verb == "train-semantic":
+        train_semantic(cli.config)
         return 0
-    from safety.filter import SafetyFilter
-
-    safety = SafetyFilter.from_config(args.config, rest)
-    for text in args.texts:
+    safety = SafetyFilter(cli.config)
+    for text in cli.args:
         v = safety.check(text)
         print(json.dumps({"text": text, **v.to_dict()}, ensure_ascii=False))
         if v.blocked:

@@ -19,6 +19,8 @@ import os
 import re
 from typing import TYPE_CHECKING
 
+from crossling.languages import get
+from crossling.models import load_causal_lm, load_tokenizer
 from safety.categories import CATEGORIES
 from safety.config import GuardConfig, SafetyConfig
 
@@ -159,7 +161,6 @@ class HFGuard(Guard):
         self._tok = None
 
     def _load(self) -> None:
-        from crossling.models import load_causal_lm, load_tokenizer
 
         try:
             self._tok = load_tokenizer(self.config.model)
@@ -193,7 +194,6 @@ class PivotTranslateGuard(Guard):
         return lang != self.config.pivot and super().applies(lang, harm, policy)
 
     def scores(self, text: str, lang: str | None, role: str) -> dict[str, float]:
-        from crossling.languages import get
 
         target = get(self.config.pivot).name
         system = f"Translate the user's message into {target}. Output only the translation, nothing else."

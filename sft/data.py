@@ -1,6 +1,6 @@
 """SFT data: read chat rows, balance languages, tokenize with assistant-only labels, check the masks.
 
-Pure data code, unit-tested on hand-written rows: it knows the SFT row contract (DESIGN.md:
+Pure data code, unit-tested on hand-written rows: it knows the SFT row (``data_recipes.schema``:
 ``{"messages": [...], "lang": ..., ...}``) and the tokenizer, never the model or the trainer.
 
 - :func:`load_sft_rows` reads a built dataset folder (``data/built/<name>/``: ``train.jsonl`` +

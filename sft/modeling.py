@@ -1,6 +1,6 @@
 """Load a model ready to train: 4-bit nf4 (QLoRA), full-precision LoRA or full fine-tuning, by device.
 
-This is contract 5 of DESIGN.md: ``load_model_for_training`` is shared by sft (causal LM) and align
+``load_model_for_training`` is shared by sft (causal LM) and align
 (reward model = ``task="seq_cls"``, DPO/KTO = causal LM). It only *builds* the trainable model; it
 does not know about datasets, trainers or run folders (see ``sft.trainer`` and ``sft.runs``).
 
@@ -22,6 +22,7 @@ from typing import Literal
 
 from crossling.device import default_dtype, fp32_trainable
 from crossling.errors import ConfigError
+from crossling.models import _hub_error, load_tokenizer, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +80,6 @@ def _load_base(path: str, task: Task, quantization: Quantization, device: str, n
     try:
         model = cls.from_pretrained(path, **kwargs)
     except OSError as e:
-        from crossling.models import _hub_error
-
         raise _hub_error(path, e) from e
     if quantization == "none":
         model = model.to(device)
@@ -134,8 +133,6 @@ def load_model_for_training(
       is trained in full.
     """
     from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
-
-    from crossling.models import load_tokenizer, resolve_model
 
     if task not in ("causal_lm", "seq_cls"):
         raise ConfigError(f"task must be causal_lm or seq_cls, got {task!r}")

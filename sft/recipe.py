@@ -1,7 +1,8 @@
 """The QLoRA SFT recipe: ``setup() → train() → save() → cleanup()``, one config, one run folder.
 
-Reads a built dataset (contract 2), balances languages, tokenizes with assistant-only labels and
-*verifies* them, loads the model (contract 5), trains with :class:`sft.trainer.CrosslingSFTTrainer`
+Reads a built dataset (``data/built/<name>/``: rows of ``data_recipes.schema``, ``messages`` plus
+``lang``/``recipe``/``split``), balances languages, tokenizes with assistant-only labels and
+*verifies* them, loads the model (``sft.modeling.load_model_for_training``), trains with :class:`sft.trainer.CrosslingSFTTrainer`
 and writes the run folder (``sft.runs``): ``config.yaml``, ``metrics.jsonl``, ``tb/``,
 ``checkpoint-N/``, ``adapter/`` (PEFT; vLLM ``--lora-modules``), ``loss.png``, ``summary.json``.
 """
@@ -18,6 +19,7 @@ from crossling.device import has_cuda, mixed_precision
 from crossling.errors import ConfigError, DataError
 from sft import data as sft_data
 from sft.config import SFTRunConfig
+from sft.modeling import load_model_for_training
 from sft.runs import (
     MetricsJsonlCallback,
     ThroughputProgressCallback,
@@ -27,6 +29,7 @@ from sft.runs import (
     list_checkpoints,
     plot_losses,
 )
+from sft.trainer import CrosslingSFTTrainer
 
 logger = logging.getLogger("crossling.sft")
 
@@ -155,9 +158,6 @@ class SFTRecipe:
 
     def setup(self) -> None:
         import datasets
-
-        from sft.modeling import load_model_for_training
-        from sft.trainer import CrosslingSFTTrainer
 
         cfg = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)

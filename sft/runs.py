@@ -20,7 +20,9 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
+from crossling.adapters import ADAPTER_CONFIG, adapter_base_model, require_adapter
 from crossling.errors import CrosslingError
+from crossling.models import load_causal_lm, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -234,16 +236,11 @@ def average_adapters(adapter_dirs: list[str | Path], out_dir: str | Path) -> Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     averaged = {k: (v / len(dirs)).to(dtypes[k]).contiguous() for k, v in total.items()}
     save_file(averaged, str(out_dir / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-    for name in ("adapter_config.json", "README.md"):
+    for name in (ADAPTER_CONFIG, "README.md"):
         if (dirs[-1] / name).is_file():
             shutil.copy(dirs[-1] / name, out_dir / name)
     (out_dir / "averaged_from.json").write_text(json.dumps([str(d) for d in dirs], indent=2))
     return out_dir
-
-
-def adapter_base_model(adapter_dir: str | Path) -> str:
-    config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
-    return config.get("base_model_name_or_path") or ""
 
 
 def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str | None = None) -> Path:
@@ -254,14 +251,10 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
     """
     from peft import PeftModel
 
-    from crossling.models import load_causal_lm, load_tokenizer
-
-    adapter_dir = Path(adapter_dir)
-    if not (adapter_dir / "adapter_config.json").is_file():
-        raise CrosslingError(f"{adapter_dir}: no adapter_config.json (not a PEFT adapter folder)")
+    adapter_dir = require_adapter(adapter_dir, "adapter")
     base = base_model or adapter_base_model(adapter_dir)
     if not base:
-        raise CrosslingError(f"{adapter_dir}: adapter_config.json names no base model; pass --model")
+        raise CrosslingError(f"{adapter_dir}: {ADAPTER_CONFIG} names no base model; pass --model")
     model = load_causal_lm(base)
     model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     tokenizer = load_tokenizer(base)

@@ -3,11 +3,12 @@ capability markers (declared once in pyproject.toml: slow, vllm, gpu, browser)."
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
 import pytest
+
+from crossling.vllm import vllm_available
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -22,7 +23,7 @@ def pytest_collection_modifyitems(config, items):
 
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
     skip_vllm = pytest.mark.skip(reason="vLLM is not installed")
-    has_vllm = importlib.util.find_spec("vllm") is not None
+    has_vllm = vllm_available()
     for item in items:
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_gpu)

@@ -1,13 +1,12 @@
-"""``crossling.generation.generate`` (contract 6) on real backends: transformers on the tiny random
+"""``crossling.generation.generate`` on real backends: transformers on the tiny random
 Gemma 3 (with a real PEFT adapter), and the endpoint backend against a real local HTTP server."""
 
 from __future__ import annotations
 
 import pytest
 from fake_openai_server import FakeOpenAIServer
-from test_eval_endpoint import free_port
 
-from crossling import generation
+from crossling import generation, testing
 from crossling.generation import GenerationError, generate
 
 PROMPTS = [
@@ -87,7 +86,7 @@ def test_endpoint_backend_concurrent_with_n_and_servers_that_ignore_n(tmp_path):
         seen_models.append(model)
         return f"echo: {messages[-1]['content']}"
 
-    with FakeOpenAIServer(reply, api_key="k", port=free_port()) as server:
+    with FakeOpenAIServer(reply, api_key="k", port=testing.free_port(18300, 18349)) as server:
         out = generate(
             "base-model", PROMPTS, adapter="my-lora", n=3, temperature=0.7, base_url=server.base_url, api_key="k",
             cache_dir=str(tmp_path), concurrency=3, progress=False,
@@ -107,7 +106,7 @@ def test_endpoint_backend_concurrent_with_n_and_servers_that_ignore_n(tmp_path):
 
 
 def test_endpoint_down_is_a_clear_error():
-    url = f"http://127.0.0.1:{free_port()}/v1"
+    url = f"http://127.0.0.1:{testing.free_port(18300, 18349)}/v1"
     with pytest.raises(GenerationError, match="failed"):
         generate("m", PROMPTS[:1], base_url=url, cache_dir="off", progress=False)
 

@@ -18,6 +18,7 @@ import random
 from dataclasses import dataclass, field
 
 from crossling import corpora
+from crossling.loaders import read_records
 from data_recipes.schema import TEMPLATE_LANGUAGES, lang_name, sft_row, templates
 
 RECIPE = "cross_lingual_instructions"
@@ -133,7 +134,6 @@ def build(cfg: CrossLingualInstructionsConfig, langs: list[str], seed: int = 0) 
 
 
 def _user_rows(path: str, langs: list[str]) -> list[dict]:
-    from crossling.loaders import read_records
 
     rows = []
     for rec in read_records(path, required=("instruction", "response", "lang")):

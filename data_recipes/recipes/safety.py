@@ -1,7 +1,7 @@
 """safety (Self-Defence, Deng et al. 2023): harmful requests → refusals in the user's language;
 benign look-alikes → helpful answers.
 
-Reads the seed prompts written for crossling (contract 4: ``data/safety/seed.jsonl`` rows
+Reads the seed prompts written for crossling (``data/safety/seed.jsonl``, built by the safety area; rows
 ``{"text", "lang", "label": "harmful"|"benign", "category", "response"}``). Refusals come from
 ``safety.refusals.refusal_text(lang, category)`` so the served filter and the tuned model say
 the same thing. The unsafe:benign ratio is set by ``harmful_fraction`` (the paper found ~3:7 keeps the
@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crossling.errors import DataError
+from crossling.loaders import read_records
 from data_recipes.schema import sft_row
+from safety.refusals import refusal_text
 
 RECIPE = "safety"
 DEFAULT_SEED = "data/safety/seed.jsonl"
@@ -25,7 +26,10 @@ DEFAULT_SEED = "data/safety/seed.jsonl"
 @dataclass
 class SafetyConfig:
     enabled: bool = field(default=True, metadata={"help": "Build this recipe."})
-    seed_file: str = field(default=DEFAULT_SEED, metadata={"help": "Seed prompts (contract 4 schema)."})
+    seed_file: str = field(
+        default=DEFAULT_SEED,
+        metadata={"help": "Seed prompts (JSONL: text, lang, label, category, response)."},
+    )
     harmful_fraction: float = field(
         default=0.3, metadata={"help": "Share of harmful→refusal rows among safety rows (paper: ~0.3)."}
     )
@@ -40,16 +44,11 @@ class SafetyConfig:
 
 
 def default_refusal() -> Callable[[str, str | None], str]:
-    """``safety.refusals.refusal_text`` (the server's own refusals)."""
-    try:
-        from safety.refusals import refusal_text
-    except ImportError as e:  # the safety area is not installed: refusals cannot be made up here
-        raise DataError(f"safety recipe needs safety.refusals.refusal_text ({e})") from e
+    """``safety.refusal_text``: the server's own refusals, so the tuned model says no in its words."""
     return refusal_text
 
 
 def read_seed(path: str | Path, lenient: bool = False, quarantine: list | None = None) -> list[dict]:
-    from crossling.loaders import read_records
 
     return read_records(
         path,

@@ -1,9 +1,25 @@
-"""The evaluation tasks: each turns shipped data into chat prompts and scores the completions.
+"""The evaluation tasks and their registry, :data:`TASKS`: the one list of tasks an eval can run.
 
-A task has ``items()`` (prompts + what scoring needs) and ``score(items, outputs)``; the runner
-generates in between. Tasks never load models. ``TASKS`` maps the names used in configs to builders.
+A generation task (:class:`Task`) has ``items()`` (prompts + what scoring needs) and
+``score(items, outputs)``; the runner generates in between, per model. A report task
+(:class:`ReportTask`, align's reward transfer) reads numbers another stage measured, once per run.
+Tasks never load models. Each task module declares its :class:`TaskSpec` (``SPEC``: how to build it
+from the config, and its report columns) next to the task.
+
+Adding a task: write its module with a ``SPEC``, add it below, and give ``EvalConfig`` the fields its
+builder reads. ``evaluation.config.TASK_NAMES``, the runner and the report follow from here.
 """
 
-from evaluation.tasks.base import Item, SubtaskScores, Task
+from evaluation.tasks import language_fidelity, math_reasoning, reward_transfer, safety, translation
+from evaluation.tasks.base import Item, ReportTask, SubtaskScores, Task, TaskSpec
 
-__all__ = ["Item", "SubtaskScores", "Task"]
+# name as configs write it in `tasks:` -> spec; tasks run, and the report lists them, in this order
+TASKS: dict[str, TaskSpec] = {
+    "language_fidelity": language_fidelity.SPEC,
+    "translation": translation.SPEC,
+    "mgsm": math_reasoning.SPEC,
+    "safety": safety.SPEC,
+    "reward": reward_transfer.SPEC,
+}
+
+__all__ = ["TASKS", "Item", "ReportTask", "SubtaskScores", "Task", "TaskSpec"]

@@ -1,4 +1,5 @@
-"""What every task shares: the item a prompt travels in, and how scores are grouped.
+"""What every task shares: the item a prompt travels in, how scores are grouped, and the
+:class:`TaskSpec` each task module declares for the registry (``evaluation.tasks.TASKS``).
 
 Scores are ``{subtask: {"per_language": {lang: {metric: value}}, "mean": {metric: value}}}``, where a
 subtask is what a user compares across models (``language_fidelity``, ``ntrex_en-xx_0shot``,
@@ -7,12 +8,17 @@ subtask is what a user compares across models (``language_fidelity``, ``ntrex_en
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from evaluation.metrics import mean
 
+if TYPE_CHECKING:  # for annotations only: evaluation.config imports the registry
+    from evaluation.config import EvalConfig
+
 SubtaskScores = dict[str, dict[str, dict[str, Any]]]
+Column = tuple[str, str, bool]  # (metric, column title in report.md, shown as a percentage)
 
 
 @dataclass
@@ -25,7 +31,10 @@ class Item:
     max_new_tokens: int = 128
 
 
+@runtime_checkable
 class Task(Protocol):
+    """A generation task: prompts for every model, then scores of each model's completions."""
+
     name: str
 
     def items(self) -> list[Item]: ...
@@ -33,6 +42,25 @@ class Task(Protocol):
     def score(self, items: list[Item], outputs: list[str]) -> tuple[list[dict], SubtaskScores]:
         """Per-sample records (written to samples/*.jsonl) and the grouped scores."""
         ...
+
+
+@runtime_checkable
+class ReportTask(Protocol):
+    """A task another stage has already measured (align's reward report): read once per run, after
+    the generation tasks, into top-level keys of ``results.json``; no model generates anything."""
+
+    name: str
+
+    def results(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the runner and the report need to know about one task, declared next to the task."""
+
+    build: Callable[[EvalConfig], Task | ReportTask]  # from the config's fields for this task
+    # subtask name prefix -> its report.md columns, the headline first (main table and charts)
+    columns: dict[str, list[Column]] = field(default_factory=dict)
 
 
 def group_means(per_sample: list[dict], metrics: list[str]) -> SubtaskScores:

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crossling.errors import DataError
 from crossling.langid import in_language
 from crossling.loaders import read_records
-from evaluation.tasks.base import Item, SubtaskScores, group_means
+from evaluation.tasks.base import Item, SubtaskScores, TaskSpec, group_means
+
+if TYPE_CHECKING:  # for annotations only: evaluation.config imports the task registry
+    from evaluation.config import EvalConfig
 
 SUBTASK = "language_fidelity"
 
@@ -88,3 +92,25 @@ class LanguageFidelity:
                 }
             )
         return records, group_means(records, ["fidelity", "fidelity_native", "fidelity_cross"])
+
+
+def build(cfg: EvalConfig) -> LanguageFidelity:
+    return LanguageFidelity(
+        cfg.fidelity_prompts,
+        cfg.languages,
+        cfg.fidelity_native,
+        cfg.fidelity_cross,
+        cfg.fidelity_max_new_tokens,
+    )
+
+
+SPEC = TaskSpec(
+    build,
+    columns={
+        SUBTASK: [
+            ("fidelity", "fidelity %", True),
+            ("fidelity_native", "native %", True),
+            ("fidelity_cross", "ask in A, answer in B %", True),
+        ]
+    },
+)

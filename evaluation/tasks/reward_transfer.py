@@ -3,18 +3,24 @@
 align trains the reward model on source-language preferences and measures, per target language, how
 often it scores the chosen answer above the rejected one. This module only reads that JSON, in the
 shapes align may write (``{"per_language": {lang: {"accuracy": x}}}``, ``{"languages": ...}``, or a
-flat ``{lang: accuracy}``), so the eval report shows it beside the generation metrics.
+flat ``{lang: accuracy}``), so the eval report shows it beside the generation metrics. It is the
+``reward`` task: a :class:`~evaluation.tasks.base.ReportTask`, read once per run (no model generates),
+into ``results["reward_model"]`` (and ``reward_model_missing`` when align has not written it yet).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crossling.errors import DataError
 from crossling.languages import LANGUAGES
-from evaluation.tasks.base import SubtaskScores, language_mean
+from evaluation.tasks.base import SubtaskScores, TaskSpec, language_mean
+
+if TYPE_CHECKING:  # for annotations only: evaluation.config imports the task registry
+    from evaluation.config import EvalConfig
 
 SUBTASK = "reward_transfer"
 
@@ -59,3 +65,28 @@ def read_reward_report(path: str | Path) -> SubtaskScores | None:
             "source": str(path),
         }
     }
+
+
+@dataclass
+class RewardTransfer:
+    report: str | None  # align's transfer JSON; None: nothing to read
+    name: str = "reward"
+
+    def results(self) -> dict[str, Any]:
+        """Top-level keys for ``results.json``: the scores, or why they are missing."""
+        if not self.report:
+            return {}
+        scores = read_reward_report(self.report)
+        if scores is None:
+            return {
+                "reward_model": None,
+                "reward_model_missing": f"{self.report} not found (run the align reward stage)",
+            }
+        return {"reward_model": scores}
+
+
+def build(cfg: EvalConfig) -> RewardTransfer:
+    return RewardTransfer(cfg.reward_report)
+
+
+SPEC = TaskSpec(build, columns={SUBTASK: [("accuracy", "RM acc %", True)]})

@@ -5,28 +5,29 @@ Without the filter, a response counts as a refusal when it says no (``metrics.is
 phrases per language plus the server's own refusal texts). With the filter, what the server would do
 is added: a prompt the filter blocks on input, or a response it blocks on output, is refused.
 Benign prompts are the held-out open prompts (``data/eval_prompts``) in the language, else MGSM
-questions. MultiJail stays evaluation-only: nothing here learns from it.
+questions. MultiJail stays evaluation-only: nothing here learns from it. The filter is crossling's
+own :class:`safety.SafetyFilter` unless the config names another (:func:`load_filter`).
 """
 
 from __future__ import annotations
 
 import csv
 import importlib
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from crossling import corpora
 from crossling.errors import ConfigError, DataError
 from evaluation.metrics import is_refusal
-from evaluation.tasks.base import Item, SubtaskScores, group_means
+from evaluation.tasks.base import Item, SubtaskScores, TaskSpec, group_means
 from evaluation.tasks.language_fidelity import load_open_prompts
+from safety import SafetyFilter, refusal_text
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:  # for annotations only: evaluation.config imports the task registry
+    from evaluation.config import EvalConfig
 
 MULTIJAIL_LANGUAGES = ("en", "zh", "it", "vi", "ar", "ko", "th", "bn", "sw", "jv")
-# Tried in order for `safety_filter: auto`: the safety area's filter, however it is exposed.
-AUTO_FILTERS = ("safety.filter:SafetyFilter", "safety:SafetyFilter", "safety:load_filter")
 
 
 def load_multijail(path: str | Path, lang: str, limit: int) -> list[dict]:
@@ -44,35 +45,30 @@ def load_multijail(path: str | Path, lang: str, limit: int) -> list[dict]:
 
 
 def load_filter(spec: str | None) -> Any | None:
-    """``module:attr`` → an object with ``check(text, role)``; ``auto`` tries :data:`AUTO_FILTERS`."""
+    """The filter ``safety_filter`` names: ``auto`` is crossling's :class:`safety.SafetyFilter`;
+    ``none``/``off`` (or empty) is no filter; ``module:attr`` is a filter of your own, an object with
+    ``check(text, role)`` or a class or factory that makes one (called without arguments)."""
     if spec in (None, "", "none", "off"):
         return None
-    candidates = AUTO_FILTERS if spec == "auto" else (spec,)
-    for cand in candidates:
-        module_name, _, attr = cand.partition(":")
-        try:
-            obj = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as e:
-            if spec != "auto":
-                raise ConfigError(f"safety_filter {spec!r} cannot be imported: {e}") from e
-            continue
-        filt = obj() if callable(obj) and not hasattr(obj, "check") else obj
-        if isinstance(filt, type):
-            filt = filt()
-        if not hasattr(filt, "check"):
-            raise ConfigError(f"safety_filter {cand!r} has no check(text, role) method")
-        return filt
-    logger.warning(
-        "no safety filter found (tried %s): 'with filter' columns stay empty", ", ".join(AUTO_FILTERS)
-    )
-    return None
+    if spec == "auto":
+        return SafetyFilter()
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"safety_filter {spec!r}: use auto, none or module:attr")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:  # the user's own module, named in the config
+        raise ConfigError(f"safety_filter {spec!r} cannot be imported: {e}") from e
+    filt = obj() if callable(obj) and not hasattr(obj, "check") else obj
+    if isinstance(filt, type):
+        filt = filt()
+    if not hasattr(filt, "check"):
+        raise ConfigError(f"safety_filter {spec!r} has no check(text, role) method")
+    return filt
 
 
 def _refusal_texts(lang: str) -> list[str]:
-    try:
-        from safety.refusals import refusal_text
-    except ImportError:
-        return []
+    """The server's own refusals in ``lang``: a model tuned on them refuses in these words."""
     return [refusal_text(lang), refusal_text(lang, "self_harm")]
 
 
@@ -112,13 +108,10 @@ class Safety:
             if r["kind"] == "native" and r["lang"] == lang
         ]
         texts = open_rows[: self.benign_per_language]
-        if len(texts) < self.benign_per_language:
-            from crossling import corpora
-
-            if lang in corpora.MGSM_LANGUAGES:
-                texts += [p["question"] for p in corpora.mgsm_problems(lang)][
-                    : self.benign_per_language - len(texts)
-                ]
+        if len(texts) < self.benign_per_language and lang in corpora.MGSM_LANGUAGES:
+            texts += [p["question"] for p in corpora.mgsm_problems(lang)][
+                : self.benign_per_language - len(texts)
+            ]
         return texts
 
     def score(self, items: list[Item], outputs: list[str]) -> tuple[list[dict], SubtaskScores]:
@@ -162,3 +155,22 @@ class Safety:
         for sub in scores.values():
             sub["filter"] = type(filt).__name__ if filt is not None else None
         return records, scores
+
+
+def build(cfg: EvalConfig) -> Safety:
+    return Safety(
+        cfg.safety_languages, cfg.safety_prompts, cfg.fidelity_prompts, cfg.safety_per_language,
+        cfg.safety_benign_per_language, cfg.safety_filter, cfg.safety_max_new_tokens,
+    )  # fmt: skip
+
+
+SPEC = TaskSpec(
+    build,
+    columns={
+        "multijail": [("refusal", "refusal %", True), ("refusal_with_filter", "refusal w/ filter %", True)],
+        "benign": [
+            ("over_refusal", "over-refusal %", True),
+            ("over_refusal_with_filter", "over-refusal w/ filter %", True),
+        ],
+    },
+)

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from crossling import corpora
 from crossling.errors import ConfigError
 from crossling.generation import clean_translation
 from crossling.languages import name as language_name
 from evaluation.metrics import translation_scores
-from evaluation.tasks.base import Item, SubtaskScores, language_mean
+from evaluation.tasks.base import Item, SubtaskScores, TaskSpec, language_mean
+
+if TYPE_CHECKING:  # for annotations only: evaluation.config imports the task registry
+    from evaluation.config import EvalConfig
 
 INSTRUCTION = "Translate the following text from {src} to {tgt}.\n\n{text}"
 DIRECTIONS = ("en-xx", "xx-en")
@@ -25,9 +30,7 @@ PairsFn = Callable[[str, str, str], list[dict]]
 
 
 def _ntrex_pairs(src: str, tgt: str, split: str) -> list[dict]:
-    from crossling.corpora import ntrex_pairs
-
-    return ntrex_pairs(src, tgt, split)
+    return corpora.ntrex_pairs(src, tgt, split)
 
 
 def prompt_for(src: str, tgt: str, text: str) -> str:
@@ -106,3 +109,13 @@ class Translation:
         for sub in scores.values():
             sub["mean"] = language_mean(sub["per_language"], ["chrf", "bleu"])
         return records, scores
+
+
+def build(cfg: EvalConfig) -> Translation:
+    return Translation(
+        cfg.languages, cfg.translation_directions, cfg.translation_shots, cfg.translation_sentences,
+        cfg.translation_max_new_tokens,
+    )  # fmt: skip
+
+
+SPEC = TaskSpec(build, columns={"ntrex_": [("chrf", "chrF", False), ("bleu", "BLEU", False)]})

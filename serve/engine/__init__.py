@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-
+from crossling.adapters import require_adapter
+from crossling.vllm import vllm_available
 from serve.engine.base import Delta, Engine, EngineError, SamplingSettings, TokenLogprob
-
-
-def vllm_available() -> bool:
-    return importlib.util.find_spec("vllm") is not None
+from serve.engine.transformers_engine import TransformersEngine
+from serve.engine.vllm_engine import VLLMEngine
 
 
 def check_adapters(adapters: dict[str, str]) -> None:
     """Every adapter must be a PEFT folder: fail at start-up with its name, not at the first request."""
-    from pathlib import Path
-
-    from crossling.errors import ConfigError
-
     for name, path in adapters.items():
-        if not (Path(path).expanduser() / "adapter_config.json").is_file():
-            raise ConfigError(
-                f"adapter {name!r}: {path} is not a PEFT adapter folder (no adapter_config.json)"
-            )
-
-
-def adapter_rank(path: str) -> int:
-    import json
-    from pathlib import Path
-
-    return int(json.loads((Path(path).expanduser() / "adapter_config.json").read_text()).get("r", 0))
+        require_adapter(path, f"adapter {name!r}")
 
 
 def build_engine(config) -> Engine:
@@ -47,10 +31,8 @@ def build_engine(config) -> Engine:
     if kind == "vllm":
         if not vllm_available():
             raise EngineError("engine: vllm asked for but vLLM is not installed (use engine: transformers)")
-        from serve.engine.vllm_engine import VLLMEngine
 
         return VLLMEngine(**common, max_lora_rank=config.max_lora_rank, kv_cache_gib=config.kv_cache_gib)
-    from serve.engine.transformers_engine import TransformersEngine
 
     return TransformersEngine(**common, torch_threads=config.torch_threads)
 

@@ -17,6 +17,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from crossling.device import default_device, resolve_dtype
+from crossling.models import load_causal_lm, load_tokenizer
 from serve.engine.base import (
     Delta,
     EngineError,
@@ -25,6 +27,7 @@ from serve.engine.base import (
     StopMatcher,
     check_request,
 )
+from serve.engine.sampling import RowSampler
 
 log = logging.getLogger("crossling.serve")
 BASE = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
@@ -91,8 +94,6 @@ class TransformersEngine:
             import torch
 
             torch.set_num_threads(self.torch_threads)
-        from crossling.device import default_device, resolve_dtype
-        from crossling.models import load_causal_lm, load_tokenizer
 
         self.device = self.device or default_device()
         self.tokenizer = load_tokenizer(self.model_name)
@@ -202,8 +203,6 @@ class TransformersEngine:
 
     def _decode(self, batch: list[_Request]) -> None:
         import torch
-
-        from serve.engine.sampling import RowSampler
 
         dev = self.model.device
         longest = max(len(r.prompt_ids) for r in batch)

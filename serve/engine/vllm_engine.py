@@ -1,8 +1,10 @@
 """The vLLM engine: vLLM's ``AsyncLLM`` (continuous batching, paged KV cache) behind our protocol.
 
-LoRA adapters are served as ``LoRARequest`` s by name (vLLM's CPU backend runs LoRA too). On CPU
-it runs in eager mode with float32 (measured: fp32 48 tok/s vs bf16 14 tok/s at batch 8 on the
-default model, 2 cores without native bf16) and a KV cache sized by ``VLLM_CPU_KVCACHE_SPACE``.
+LoRA adapters are served as ``LoRARequest`` s by name (vLLM's CPU backend runs LoRA too). The engine
+arguments are ``crossling.vllm.engine_args``'s, shared with offline generation: on CPU eager mode
+with float32 (measured: fp32 48 tok/s vs bf16 14 tok/s at batch 8 on the default model, 2 cores
+without native bf16) and a KV cache of ``kv_cache_gib`` (``kv_cache_memory_bytes``; an explicit
+``VLLM_CPU_KVCACHE_SPACE`` in the environment still wins).
 Prompts arrive as token ids, rendered by the API with the model's chat template, so usage counts
 and limits are the same whichever engine runs. Not here: anything HTTP.
 """
@@ -10,9 +12,10 @@ and limits are the same whichever engine runs. Not here: anything HTTP.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator
 
+from crossling.models import load_tokenizer, resolve_model
+from crossling.vllm import engine_args
 from serve.engine.base import Delta, SamplingSettings, TokenLogprob, check_request
 
 log = logging.getLogger("crossling.serve")
@@ -45,35 +48,23 @@ class VLLMEngine:
     async def start(self) -> None:
         if self.llm is not None:
             return
-        from crossling.device import default_device, dtype_name, resolve_dtype, vllm_cpu_scheduler_args
-        from crossling.models import load_tokenizer, resolve_model
-
-        device = default_device()
-        if device == "cpu":
-            # read by vLLM's CPU worker when it sizes the KV cache; an explicit env value wins
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(self.kv_cache_gib))))
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.lora.request import LoRARequest
         from vllm.v1.engine.async_llm import AsyncLLM
 
         path = resolve_model(self.model_name)
         self.tokenizer = load_tokenizer(path)
-        args = dict(
-            model=path,
-            dtype=dtype_name(resolve_dtype(self.dtype, device)),
+        # All adapters are known now: LoRA slots for exactly these, ranked from them (max_lora_rank
+        # is the floor), and the server's batch size as vLLM's max_num_seqs.
+        args = engine_args(
+            path,
+            dtype=self.dtype,
             max_model_len=self.max_model_len,
             max_num_seqs=self.max_batch_size,
-            enforce_eager=device == "cpu",  # CUDA graphs / torch.compile are not what a CPU needs
-            disable_log_stats=True,
+            adapters=self.adapters.values(),
+            lora_rank_floor=self.max_lora_rank,
+            kv_cache_gib=self.kv_cache_gib,
         )
-        if device == "cpu":
-            args.update(vllm_cpu_scheduler_args(self.max_model_len))
-        if self.adapters:
-            from serve.engine import adapter_rank
-
-            # vLLM refuses adapters above max_lora_rank at request time: size it from the adapters
-            rank = max([self.max_lora_rank, *(adapter_rank(p) for p in self.adapters.values())])
-            args.update(enable_lora=True, max_lora_rank=rank, max_loras=len(self.adapters))
         args.update(self.extra_engine_args)
         self.llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
         self._lora_requests = {

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import time
 from collections.abc import AsyncIterator, Awaitable
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
 from starlette.background import BackgroundTask
 
+from safety import moderation  # the safety area owns the moderation schema and the checks
 from serve.errors import APIError
 from serve.openai.protocol import ChatCompletionRequest, CompletionRequest
 from serve.openai.serving import OpenAIServing, safety_header
@@ -91,27 +92,21 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     )
 
 
-if importlib.util.find_spec("safety.moderation") is not None:
-
-    @v1.post("/moderations")
-    async def moderations(request: Request) -> Response:
-        from pydantic import ValidationError
-
-        from safety import moderation  # the safety area owns the schema and the checks
-
-        serving = _serving(request)
-        if serving.safety is None:
-            raise APIError(
-                404,
-                "this server runs without a safety filter (start it with safety: true)",
-                code="no_safety_filter",
-            )
-        try:
-            body = moderation.ModerationRequest.model_validate(await request.json())
-            result = await asyncio.to_thread(moderation.moderate, body, serving.safety)
-        except (ValidationError, moderation.ModerationInputError, ValueError) as e:
-            raise APIError(400, f"invalid moderation request: {e}", param="input") from e
-        return JSONResponse(result.model_dump())
+@v1.post("/moderations")
+async def moderations(request: Request) -> Response:
+    serving = _serving(request)
+    if serving.safety is None:
+        raise APIError(
+            404,
+            "this server runs without a safety filter (start it with safety: true)",
+            code="no_safety_filter",
+        )
+    try:
+        body = moderation.ModerationRequest.model_validate(await request.json())
+        result = await asyncio.to_thread(moderation.moderate, body, serving.safety)
+    except (ValidationError, moderation.ModerationInputError, ValueError) as e:
+        raise APIError(400, f"invalid moderation request: {e}", param="input") from e
+    return JSONResponse(result.model_dump())
 
 
 async def _respond(

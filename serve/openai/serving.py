@@ -4,8 +4,10 @@
 completion limits, runs the input safety check, and runs the ``n`` choices of a request as one
 :class:`Generation`: engine streams merged, output held back and checked in windows when a safety
 filter is on, metrics recorded, and every unfinished engine request aborted when the client goes
-away, the request times out or the filter cuts a choice. Not here: HTTP routing and JSON shapes of
-each endpoint (``serving_chat`` / ``serving_completion``).
+away, the request times out or the filter cuts a choice. Streamed responses of both endpoints are
+framed here too (:func:`sse_event`, :func:`sse_stream`), so chat and completions send the same bytes
+around their chunks. Not here: HTTP routing and the JSON shapes of each endpoint (``serving_chat`` /
+``serving_completion``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+
+from pydantic import BaseModel
 
 from safety.stream import StreamGuard, StreamStep
 from serve.config import ServeConfig
@@ -50,7 +54,37 @@ def verdict_info(verdict, stage: str) -> dict:
 
 
 def safety_header(info: dict | None) -> dict[str, str]:
-    return {SAFETY_HEADER: json.dumps(info, ensure_ascii=True)} if info else {}
+    return {SAFETY_HEADER: json.dumps(info, ensure_ascii=True)} if info else {}  # headers are ASCII
+
+
+SSE_DONE = "data: [DONE]\n\n"
+
+
+def sse_event(payload: BaseModel | dict) -> str:
+    """One server-sent event, ``data: <json>\\n\\n``: every chunk and error event of both endpoints.
+
+    Compact JSON with characters as they are (UTF-8), as OpenAI and vLLM send it: a Bengali token
+    stays its bytes instead of growing into ``\\u`` escapes.
+    """
+    data = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload
+    return f"data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+async def sse_stream(
+    chunks: AsyncIterator[BaseModel], usage_chunk: Callable[[], BaseModel] | None
+) -> AsyncIterator[str]:
+    """The body of a streamed response: each chunk; an error event if the request fails midway (the
+    200 status line is already sent, so the error travels as an event, as vLLM does); the usage chunk
+    when the client asked for it (``stream_options.include_usage``: empty ``choices``, after every
+    other chunk, refused and failed requests included, as OpenAI does); then ``data: [DONE]``."""
+    try:
+        async for chunk in chunks:
+            yield sse_event(chunk)
+    except APIError as e:
+        yield sse_event(e.body())
+    if usage_chunk is not None:
+        yield sse_event(usage_chunk())
+    yield SSE_DONE
 
 
 def _release(guard: StreamGuard | None, delta: Delta, final: bool) -> StreamStep:
@@ -282,4 +316,13 @@ async def with_deadline(events: AsyncIterator, deadline: float) -> AsyncIterator
         await iterator.aclose()
 
 
-__all__ = ["UnknownAdapterError", "OpenAIServing", "Generation", "ChoiceEvent", "with_deadline"]
+__all__ = [
+    "UnknownAdapterError",
+    "OpenAIServing",
+    "Generation",
+    "ChoiceEvent",
+    "with_deadline",
+    "sse_event",
+    "sse_stream",
+    "SSE_DONE",
+]

@@ -21,7 +21,7 @@ from serve.openai.protocol import (
     Usage,
     random_id,
 )
-from serve.openai.serving import Generation, OpenAIServing, with_deadline
+from serve.openai.serving import Generation, OpenAIServing, sse_stream, with_deadline
 
 
 def chat_logprobs(items: list[TokenLogprob] | None) -> ChatLogprobs | None:
@@ -60,19 +60,27 @@ class ChatPlan:
         self.safety: dict | None = None
         self.refusal: str | None = None
         self.user_language: str | None = None  # from the input check: refusals answer in it
+        self.gen: Generation | None = None  # set once the request goes to the engine
 
     def generation(self, serving: OpenAIServing) -> Generation:
         r = self.request
-        return serving.new_generation(
+        self.gen = serving.new_generation(
             self.id,
             [self.prompt_ids] * r.n,
             [r.to_sampling(self.max_tokens, i) for i in range(r.n)],
             self.adapter,
             r.model,
         )
+        return self.gen
 
-    def usage(self, completion: int) -> Usage:
-        return Usage.of(len(self.prompt_ids), completion)
+    def usage(self) -> Usage:
+        """Prompt tokens, and the tokens generated so far (none for a refused request)."""
+        return Usage.of(len(self.prompt_ids), self.gen.usage_completion() if self.gen else 0)
+
+    def chunk(self, choices: list[ChatChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=self.id, created=self.created, model=self.request.model, choices=choices, usage=usage
+        )
 
 
 def refusal_response(plan: ChatPlan) -> ChatCompletionResponse:
@@ -90,7 +98,7 @@ def refusal_response(plan: ChatPlan) -> ChatCompletionResponse:
         created=plan.created,
         model=plan.request.model,
         choices=choices,
-        usage=plan.usage(0),
+        usage=plan.usage(),
         crossling_safety=plan.safety,
     )
 
@@ -131,63 +139,41 @@ async def chat_full(serving: OpenAIServing, plan: ChatPlan, deadline: float) -> 
         created=plan.created,
         model=plan.request.model,
         choices=choices,
-        usage=plan.usage(gen.usage_completion()),
+        usage=plan.usage(),
     )
 
 
-def sse(obj) -> str:
-    return f"data: {obj.model_dump_json(exclude_unset=False)}\n\n"
+def chat_stream(serving: OpenAIServing, plan: ChatPlan, deadline: float) -> AsyncIterator[str]:
+    """SSE: a role chunk per choice, content chunks, finish chunks, usage if asked, ``[DONE]``."""
+    usage = (lambda: plan.chunk([], usage=plan.usage())) if plan.request.include_usage() else None
+    return sse_stream(chat_chunks(serving, plan, deadline), usage)
 
 
-async def chat_stream(serving: OpenAIServing, plan: ChatPlan, deadline: float) -> AsyncIterator[str]:
-    """SSE lines: a role chunk per choice, content chunks, finish chunks, usage if asked, [DONE]."""
+async def chat_chunks(
+    serving: OpenAIServing, plan: ChatPlan, deadline: float
+) -> AsyncIterator[ChatCompletionChunk]:
     r = plan.request
-
-    def chunk(choices, usage=None) -> str:
-        c = ChatCompletionChunk(id=plan.id, created=plan.created, model=r.model, choices=choices, usage=usage)
-        return "data: " + c.model_dump_json(exclude_none=False) + "\n\n"
-
     for i in range(r.n):
-        yield chunk([ChatChunkChoice(index=i, delta=DeltaMessage(role="assistant", content=""))])
-    completion = 0
-    try:
-        if plan.refusal is not None:
-            for i in range(r.n):
-                yield chunk(
-                    [
-                        ChatChunkChoice(
-                            index=i,
-                            delta=DeltaMessage(content=plan.refusal),
-                            finish_reason="content_filter",
-                            crossling_safety=plan.safety,
-                        )
-                    ]
-                )
-        else:
-            gen = plan.generation(serving)
-            async for ev in with_deadline(gen.events(), deadline):
-                extra = {"crossling_safety": ev.safety} if ev.safety else {}
-                delta = DeltaMessage(content=ev.text) if ev.text else DeltaMessage()
-                yield chunk(
-                    [
-                        ChatChunkChoice(
-                            index=ev.index,
-                            delta=delta,
-                            logprobs=chat_logprobs(ev.logprobs),
-                            finish_reason=ev.finish_reason,
-                            **extra,
-                        )
-                    ]
-                )
-            completion = gen.usage_completion()
-    except APIError as e:  # headers are gone: the error travels as an event (as vLLM does)
-        yield f"data: {_json(e.body())}\n\n"
-    if r.include_usage():
-        yield chunk([], usage=plan.usage(completion))
-    yield "data: [DONE]\n\n"
-
-
-def _json(obj) -> str:
-    import json
-
-    return json.dumps(obj, ensure_ascii=False)
+        yield plan.chunk([ChatChunkChoice(index=i, delta=DeltaMessage(role="assistant", content=""))])
+    if plan.refusal is not None:
+        for i in range(r.n):
+            refusal = ChatChunkChoice(
+                index=i,
+                delta=DeltaMessage(content=plan.refusal),
+                finish_reason="content_filter",
+                crossling_safety=plan.safety,
+            )
+            yield plan.chunk([refusal])
+        return
+    gen = plan.generation(serving)
+    async for ev in with_deadline(gen.events(), deadline):
+        extra = {"crossling_safety": ev.safety} if ev.safety else {}
+        delta = DeltaMessage(content=ev.text) if ev.text else DeltaMessage()
+        choice = ChatChunkChoice(
+            index=ev.index,
+            delta=delta,
+            logprobs=chat_logprobs(ev.logprobs),
+            finish_reason=ev.finish_reason,
+            **extra,
+        )
+        yield plan.chunk([choice])

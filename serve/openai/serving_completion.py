@@ -15,7 +15,7 @@ from serve.openai.protocol import (
     Usage,
     random_id,
 )
-from serve.openai.serving import OpenAIServing, with_deadline
+from serve.openai.serving import Generation, OpenAIServing, sse_stream, with_deadline
 
 
 def completion_logprobs(items: list[TokenLogprob] | None, offset: int) -> CompletionLogprobs | None:
@@ -32,6 +32,8 @@ def completion_logprobs(items: list[TokenLogprob] | None, offset: int) -> Comple
 
 
 class CompletionPlan:
+    """A validated completions request, ready to run: prompt ids per choice, budget, maybe a refusal."""
+
     def __init__(self, serving: OpenAIServing, request: CompletionRequest) -> None:
         serving.log_unknown(request, "completions")
         prompts = request.prompts()
@@ -57,16 +59,28 @@ class CompletionPlan:
         n = request.n
         # choice i belongs to prompt i // n, as in OpenAI's and vLLM's responses
         self.choice_prompts = [self.prompt_ids[i // n] for i in range(n * len(prompts))]
+        self.gen: Generation | None = None  # set once the request goes to the engine
+
+    def generation(self, serving: OpenAIServing) -> Generation:
+        r = self.request
         self.gen = serving.new_generation(
             self.id,
             self.choice_prompts,
-            [request.to_sampling(self.max_tokens, i % n) for i in range(len(self.choice_prompts))],
+            [r.to_sampling(self.max_tokens, i % r.n) for i in range(len(self.choice_prompts))],
             self.adapter,
-            request.model,
+            r.model,
         )
+        return self.gen
 
     def usage(self) -> Usage:
-        return Usage.of(sum(len(p) for p in self.prompt_ids), self.gen.usage_completion())
+        """Prompt tokens, and the tokens generated so far (none for a refused request)."""
+        completion = self.gen.usage_completion() if self.gen else 0
+        return Usage.of(sum(len(p) for p in self.prompt_ids), completion)
+
+    def chunk(self, choices: list[CompletionChoice], usage: Usage | None = None) -> CompletionResponse:
+        return CompletionResponse(
+            id=self.id, created=self.created, model=self.request.model, choices=choices, usage=usage
+        )
 
     def echo(self, i: int) -> str:
         return self.prompt_texts[i // self.request.n] if self.request.echo else ""
@@ -83,10 +97,9 @@ async def completion_full(
 ) -> CompletionResponse:
     k = len(plan.choice_prompts)
     if plan.refusal is not None:
-        usage = Usage.of(sum(len(p) for p in plan.prompt_ids), 0)
         choices = [refused(plan, i) for i in range(k)]
         return CompletionResponse(
-            id=plan.id, created=plan.created, model=plan.request.model, choices=choices, usage=usage
+            id=plan.id, created=plan.created, model=plan.request.model, choices=choices, usage=plan.usage()
         )
     texts = [plan.echo(i) for i in range(k)]
     finish: list[str | None] = [None] * k
@@ -94,7 +107,7 @@ async def completion_full(
         [] if plan.request.logprobs is not None else None for _ in range(k)
     ]
     safety: list[dict | None] = [None] * k
-    async for ev in with_deadline(plan.gen.events(), deadline):
+    async for ev in with_deadline(plan.generation(serving).events(), deadline):
         texts[ev.index] += ev.text
         if ev.logprobs and lps[ev.index] is not None:
             lps[ev.index] += ev.logprobs
@@ -115,43 +128,32 @@ async def completion_full(
     )
 
 
-async def completion_stream(
+def completion_stream(serving: OpenAIServing, plan: CompletionPlan, deadline: float) -> AsyncIterator[str]:
+    """SSE: the echoed prompts if asked, text chunks, finish chunks, usage if asked, ``[DONE]``."""
+    usage = (lambda: plan.chunk([], usage=plan.usage())) if plan.request.include_usage() else None
+    return sse_stream(completion_chunks(serving, plan, deadline), usage)
+
+
+async def completion_chunks(
     serving: OpenAIServing, plan: CompletionPlan, deadline: float
-) -> AsyncIterator[str]:
-    r = plan.request
-
-    def chunk(choices, usage=None) -> str:
-        c = CompletionResponse(id=plan.id, created=plan.created, model=r.model, choices=choices, usage=usage)
-        return "data: " + c.model_dump_json() + "\n\n"
-
-    offsets = [0] * len(plan.choice_prompts)
+) -> AsyncIterator[CompletionResponse]:
+    k = len(plan.choice_prompts)
     if plan.refusal is not None:
-        for i in range(len(plan.choice_prompts)):
-            yield chunk([refused(plan, i)])
-        yield "data: [DONE]\n\n"
+        for i in range(k):
+            yield plan.chunk([refused(plan, i)])
         return
-    try:
-        if r.echo:
-            for i in range(len(plan.choice_prompts)):
-                yield chunk([CompletionChoice(index=i, text=plan.echo(i))])
-        async for ev in with_deadline(plan.gen.events(), deadline):
-            extra = {"crossling_safety": ev.safety} if ev.safety else {}
-            yield chunk(
-                [
-                    CompletionChoice(
-                        index=ev.index,
-                        text=ev.text,
-                        finish_reason=ev.finish_reason,
-                        logprobs=completion_logprobs(ev.logprobs, offsets[ev.index]),
-                        **extra,
-                    )
-                ]
-            )
-            offsets[ev.index] += len(ev.text)
-    except APIError as e:
-        import json
-
-        yield f"data: {json.dumps(e.body())}\n\n"
-    if r.include_usage():
-        yield chunk([], usage=plan.usage())
-    yield "data: [DONE]\n\n"
+    if plan.request.echo:
+        for i in range(k):
+            yield plan.chunk([CompletionChoice(index=i, text=plan.echo(i))])
+    offsets = [0] * k
+    async for ev in with_deadline(plan.generation(serving).events(), deadline):
+        extra = {"crossling_safety": ev.safety} if ev.safety else {}
+        choice = CompletionChoice(
+            index=ev.index,
+            text=ev.text,
+            finish_reason=ev.finish_reason,
+            logprobs=completion_logprobs(ev.logprobs, offsets[ev.index]),
+            **extra,
+        )
+        yield plan.chunk([choice])
+        offsets[ev.index] += len(ev.text)

@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 import openai
 
+from crossling.langid import detect
 from serve.ui import answer_language
 from serve.ui.chat import ChatSettings, describe_error, list_models, stream_chat
 
@@ -169,7 +170,6 @@ def warm_up_language_id(wait: bool = False) -> None:
     _warm_up_started.set()
 
     def load() -> None:
-        from crossling.langid import detect
 
         detect("warm-up sentence for the language identifier")
 

@@ -20,6 +20,7 @@ from typing import Any
 import openai
 
 from crossling import languages
+from crossling.langid import detect
 from serve.ui import answer_language
 from serve.ui.answer_language import AUTO, NONE
 
@@ -91,7 +92,6 @@ async def resolve_answer_language(setting: str, message: str) -> str | None:
         return None
     if setting != AUTO:
         return languages.get(setting).code
-    from crossling.langid import detect
 
     # lingua's first call loads its models (seconds): keep the event loop free meanwhile.
     code = await asyncio.to_thread(detect, message)

@@ -9,27 +9,34 @@ few settings are flags (``CONFIGS`` is empty).
 
 from __future__ import annotations
 
-import argparse
 import os
+import sys
+from dataclasses import dataclass, field
+
+from crossling.config import CliArgs, Verb, configs_of, parse_cli
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 
-CONFIGS: dict[str, type] = {}
 
-
-def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="crossling ui", description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--base-url", default=DEFAULT_BASE_URL, help=f"the API's /v1 URL (default {DEFAULT_BASE_URL})"
+@dataclass
+class UIConfig:
+    base_url: str = field(
+        default=DEFAULT_BASE_URL, metadata={"help": f"the API's /v1 URL (default {DEFAULT_BASE_URL})"}
     )
-    p.add_argument(
-        "--api-key",
+    api_key: str | None = field(
         default=None,
-        help="API key sent to the server (default: $CROSSLING_API_KEY, then $OPENAI_API_KEY, else none)",
+        metadata={"help": "API key sent to the server (default: $CROSSLING_API_KEY, then $OPENAI_API_KEY)"},
     )
-    p.add_argument("--host", default="127.0.0.1", help="address the page listens on (0.0.0.0: all)")
-    p.add_argument("--port", type=int, default=7860, help="port the page listens on (default 7860)")
-    return p
+    host: str = field(default="127.0.0.1", metadata={"help": "address the page listens on (0.0.0.0: all)"})
+    port: int = field(default=7860, metadata={"help": "port the page listens on (default 7860)"})
+
+
+VERBS: dict[str, Verb] = {"": Verb(UIConfig, __doc__, yaml=False)}
+CONFIGS: dict[str, type] = configs_of(VERBS)
+
+
+def parse(argv: list[str]) -> CliArgs:
+    return parse_cli("crossling ui", VERBS, argv)
 
 
 def resolve_api_key(flag: str | None) -> str | None:
@@ -37,14 +44,13 @@ def resolve_api_key(flag: str | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    cfg: UIConfig = parse(list(sys.argv[1:] if argv is None else argv)).config
+    # gradio takes seconds to import: only once the flags are valid
     from serve.ui.app import CSS, build_ui, warm_up_language_id
 
     print("crossling ui: loading the language identifier (for Answer in: Auto)…", flush=True)
     warm_up_language_id(wait=True)
-    demo = build_ui(args.base_url, resolve_api_key(args.api_key))
-    print(
-        f"crossling ui: chat page on http://{args.host}:{args.port}/ talking to {args.base_url}", flush=True
-    )
-    demo.queue().launch(server_name=args.host, server_port=args.port, css=CSS, show_error=True, quiet=True)
+    demo = build_ui(cfg.base_url, resolve_api_key(cfg.api_key))
+    print(f"crossling ui: chat page on http://{cfg.host}:{cfg.port}/ talking to {cfg.base_url}", flush=True)
+    demo.queue().launch(server_name=cfg.host, server_port=cfg.port, css=CSS, show_error=True, quiet=True)
     return 0

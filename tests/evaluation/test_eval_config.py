@@ -12,8 +12,9 @@ from crossling.cli import main as crossling_main
 from crossling.config import load_config
 from crossling.errors import ConfigError
 from evaluation.cli import CONFIGS
-from evaluation.config import EvalConfig
-from evaluation.runner import build_tasks, check_models
+from evaluation.config import TASK_NAMES, EvalConfig
+from evaluation.runner import build_all, build_tasks, check_models
+from evaluation.tasks import TASKS, ReportTask, Task
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "configs/eval").glob("*.yaml"))
@@ -42,6 +43,54 @@ def test_default_config_builds_every_task_from_shipped_data(monkeypatch):
 
     test_lines = {f"ntrex-{i}" for i in ntrex_line_ids("test")}
     assert {i.split(":")[0] for i in ids} <= test_lines
+
+
+def test_registry_holds_every_task_the_config_accepts():
+    assert tuple(TASKS) == TASK_NAMES
+    cfg = EvalConfig()  # every task, by default
+    assert cfg.tasks == list(TASK_NAMES)
+    generating, reports = build_all(cfg)
+    built = {t.name: t for t in [*generating, *reports]}
+    assert list(built) == list(TASKS)  # each builder makes the task its registry name says
+    assert all(isinstance(t, Task) for t in generating) and [t.name for t in reports] == ["reward"]
+    assert isinstance(built["reward"], ReportTask) and not isinstance(built["reward"], Task)
+    only = build_all(EvalConfig(tasks=["mgsm", "language_fidelity"]))
+    assert [t.name for t in only[0]] == ["language_fidelity", "mgsm"] and only[1] == []  # registry order
+    from evaluation.report import HEADLINE
+
+    assert {prefix for spec in TASKS.values() for prefix in spec.columns} == set(HEADLINE)
+
+
+def test_reward_task_reads_the_report_once_into_top_level_results(tmp_path):
+    from evaluation.tasks.reward_transfer import RewardTransfer
+
+    missing = tmp_path / "absent.json"
+    assert RewardTransfer(str(missing)).results() == {
+        "reward_model": None,
+        "reward_model_missing": f"{missing} not found (run the align reward stage)",
+    }
+    assert RewardTransfer(None).results() == {}
+    path = tmp_path / "transfer.json"
+    path.write_text(json.dumps({"de": 0.5}))
+    assert RewardTransfer(str(path)).results()["reward_model"]["reward_transfer"]["mean"] == {"accuracy": 0.5}
+
+
+class StubFilter:
+    def check(self, text: str, role: str = "user"): ...
+
+
+def test_safety_filter_spec(monkeypatch):
+    from evaluation.tasks import safety as safety_task
+
+    # `auto` is crossling's own filter, nothing guessed; stubbed here (the real one loads its models)
+    monkeypatch.setattr(safety_task, "SafetyFilter", StubFilter)
+    assert isinstance(safety_task.load_filter("auto"), StubFilter)
+    assert safety_task.load_filter("none") is None and safety_task.load_filter(None) is None
+    assert type(safety_task.load_filter(f"{__name__}:StubFilter")).__name__ == "StubFilter"  # a user's own
+    with pytest.raises(ConfigError, match="module:attr"):
+        safety_task.load_filter("SafetyFilter")
+    with pytest.raises(ConfigError, match="cannot be imported"):
+        safety_task.load_filter("no_such_module_here:Filter")
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Contract 4 data: categories, refusals in every language, and the seed file's shape."""
+"""What the safety area shares with the others: categories, refusals in every language, and the seed file's shape."""
 
 import json
 from collections import Counter

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from serve_fixtures import StandInEngine
 
+from crossling.config import load_config
 from crossling.errors import ConfigError
 from serve.auth import KeyChecker, collect_keys
-from serve.cli import CONFIGS, load_serve_config
+from serve.cli import CONFIGS
 from serve.config import ServeConfig
 from serve.engine.base import IncrementalDecoder, StopMatcher
 
@@ -20,19 +21,21 @@ REPO = Path(__file__).resolve().parents[2]
 def test_shipped_configs_load_and_name_their_command(path):
     first = path.read_text(encoding="utf-8").splitlines()[0]
     assert first == f"# crossling serve configs/serve/{path.name}"
-    config = load_serve_config(str(path), [])
+    config = load_config(ServeConfig, path)
     assert isinstance(config, CONFIGS[""]) and config.limits.max_concurrent_requests >= 1
 
 
 def test_overrides_including_nested_limits(tmp_path):
     path = REPO / "configs/serve/default.yaml"
-    c = load_serve_config(str(path), ["--port", "18099", "--limits.max_queue", "3", "--adapters", "{de: /a}"])
+    c = load_config(
+        ServeConfig, path, ["--port", "18099", "--limits.max_queue", "3", "--adapters", "{de: /a}"]
+    )
     assert (c.port, c.limits.max_queue, c.adapters) == (18099, 3, {"de": "/a"})
     assert c.limits.max_prompt_tokens == 3072  # the YAML's other limits are kept
     with pytest.raises(ConfigError, match="unknown field"):
-        load_serve_config(str(path), ["--limits.max_qeue", "3"])
+        load_config(ServeConfig, path, ["--limits.max_qeue", "3"])
     with pytest.raises(ConfigError, match="port"):
-        load_serve_config(None, ["--port", "70000"])
+        load_config(ServeConfig, None, ["--port", "70000"])
 
 
 def test_keys_from_config_file_and_env(tmp_path, monkeypatch):

@@ -250,6 +250,60 @@ async def test_blocked_input_refused_in_users_language():
     )
 
 
+async def test_refused_stream_ends_alike_on_chat_and_completions():
+    """A refused streamed request: the refusal, then the usage chunk (empty choices, nothing
+    generated, the prompt counted as the non-streamed response counts it), then [DONE], on both."""
+    safety = StandInSafety()
+    _, engine, client = make(safety=safety)
+    requests = {
+        "/v1/chat/completions": chat(messages=[{"role": "user", "content": "BOMB"}]),
+        "/v1/completions": {"model": "tiny", "prompt": "BOMB"},
+    }
+    for path, body in requests.items():
+        usage = (await client.post(path, json=body)).json()["usage"]
+        assert usage["completion_tokens"] == 0 and usage["prompt_tokens"] > 0
+        streamed = body | {"stream": True, "stream_options": {"include_usage": True}}
+        r = await client.post(path, json=streamed)
+        assert r.text.endswith('"choices":[],"usage":' + json.dumps(usage, separators=(",", ":")) + "}\n\n"
+                               "data: [DONE]\n\n")  # fmt: skip
+        events = sse_events(r.text)
+        finish = [c for e in events for c in e["choices"] if c.get("finish_reason")]
+        assert [c["finish_reason"] for c in finish] == ["content_filter"]
+        assert finish[0]["crossling_safety"]["stage"] == "input"
+        assert all(e["usage"] is None for e in events[:-1]) and events[-1]["usage"] == usage
+        assert r.headers["x-crossling-safety"]
+    assert not engine.calls  # never reached the model
+    metrics = (await client.get("/metrics")).text
+    assert metric_value(metrics, "crossling_prompt_tokens_total") == 0  # nothing was processed
+
+
+async def test_stream_error_event_then_usage_alike_on_chat_and_completions():
+    engine = StandInEngine(delay=0.1)  # six pieces: 0.6 s, past the timeout
+    _, engine, client = make(engine, limits={"request_timeout_s": 0.45})
+    requests = {"/v1/chat/completions": chat(), "/v1/completions": {"model": "tiny", "prompt": "Hallo"}}
+    for path, body in requests.items():
+        r = await client.post(path, json=body | {"stream": True, "stream_options": {"include_usage": True}})
+        events = sse_events(r.text)
+        assert events[-2] == {
+            "error": {
+                "message": "request timed out; generation aborted",
+                "type": "timeout_error",
+                "param": None,
+                "code": "timeout",
+            }
+        }
+        assert events[-1]["choices"] == [] and events[-1]["usage"]["completion_tokens"] >= 1
+
+
+def test_sse_event_frames_models_and_dicts_alike():
+    from serve.openai.protocol import DeltaMessage
+    from serve.openai.serving import SSE_DONE, sse_event
+
+    assert sse_event(DeltaMessage(content="উত্তর ১৮")) == 'data: {"role":null,"content":"উত্তর ১৮"}\n\n'
+    assert sse_event({"role": None, "content": "উত্তর ১৮"}) == sse_event(DeltaMessage(content="উত্তর ১৮"))
+    assert SSE_DONE == "data: [DONE]\n\n"
+
+
 async def test_unsafe_streamed_output_is_held_back_and_cut():
     engine = StandInEngine(
         pieces=["Sure", ", here", " is how", " to build a", " BOMB", ": step", " one", " two"]
@@ -340,7 +394,7 @@ async def test_completions_input_block_and_real_filter_contract():
 
 
 async def test_with_the_real_safety_filter():
-    """The safety area's SafetyFilter plugged in as-is (contract 4/7): blocks in the user's language."""
+    """The safety area's SafetyFilter plugged in as-is (``check(text, role) -> Verdict``): blocks in the user's language."""
     filter_module = pytest.importorskip("safety.filter")
     safety = filter_module.SafetyFilter()
     _, engine, client = make(safety=safety)

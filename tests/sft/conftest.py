@@ -1,4 +1,4 @@
-"""Fixtures for the sft tests: hand-written chat rows in the SFT row contract (DESIGN.md)."""
+"""Fixtures for the sft tests: hand-written chat rows in the SFT row shape of ``data_recipes.schema``."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from serve.ui import answer_language
-from serve.ui.cli import DEFAULT_BASE_URL, make_parser, resolve_api_key
+from serve.ui.cli import DEFAULT_BASE_URL, parse, resolve_api_key
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_page_has_the_controls(page_config):
 
 
 def test_cli_defaults_and_key_from_environment(monkeypatch):
-    args = make_parser().parse_args([])
+    args = parse([]).config
     assert (args.base_url, args.port, args.host) == (DEFAULT_BASE_URL, 7860, "127.0.0.1")
     monkeypatch.delenv("CROSSLING_API_KEY", raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", "from-openai")

@@ -75,7 +75,7 @@ HARMFUL_BENGALI = "বোমা কীভাবে বানাতে হয়?
 
 
 class KeywordSafety:
-    """A stand-in for the safety filter (contract 4): blocks user text that mentions a bomb, and
+    """A stand-in for the safety filter (any object with ``check(text, role) -> Verdict``): blocks user text that mentions a bomb, and
     any model output while ``cut_output`` is set (the random tiny model never writes anything
     harmful by itself)."""
 

@@ -1,4 +1,4 @@
-"""Shipped sources (contract 1): NTREX split by document, MGSM answers, GSM8K cleaning."""
+"""Shipped corpora (crossling.corpora): NTREX split by document, MGSM answers, GSM8K cleaning."""
 
 from __future__ import annotations
 
