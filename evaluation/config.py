@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from crossling.languages import DEMO_LANGUAGES, LANGUAGES
 from evaluation.tasks import TASKS
+from evaluation.win_rate import parse_pairs
 
 TASK_NAMES = tuple(TASKS)  # the registry decides which tasks exist (evaluation/tasks/__init__.py)
 
@@ -93,9 +94,19 @@ class EvalConfig:
         default="runs/gemma3-270m_reward/transfer.json",
     )
 
+    win_rates: list[str] = _help(
+        "paired win rates CANDIDATE:BASELINE (model names) on the translation task's prompts, judged by "
+        "fidelity x chrF, with bootstrap intervals (no extra generation), e.g. [kto:sft]",
+        default_factory=list,
+    )
+    win_rate_reward_model: str | None = _help(
+        "also judge the win rates with this (transferred) reward model folder; biased for aligned models",
+        default=None,
+    )
     win_rate_report: str | None = _help(
-        "align's DPO-over-SFT win-rate report (win_rate.json; its win_rate.md table is embedded) if it exists",
-        default="results/align/win_rate/win_rate.json",
+        "align's standalone win-rate report (win_rate.json of `crossling align win-rate`; its .md table "
+        "is embedded) if it exists",
+        default=None,
     )
 
     temperature: float = _help("sampling temperature (0 = greedy, the default for evaluation)", default=0.0)
@@ -119,5 +130,9 @@ class EvalConfig:
         names = [m.name for m in self.models]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"models need distinct names, got {names}")
+        if self.win_rates:
+            parse_pairs(self.win_rates, names)
+            if "translation" not in self.tasks:
+                raise ValueError("win_rates compare answers of the translation task: add it to tasks")
         if not 0 <= self.fidelity_cross <= 3:
             raise ValueError("fidelity_cross must be 0..3")

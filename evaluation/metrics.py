@@ -12,6 +12,8 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
+from evaluation.intervals import corpus_metric_intervals
+
 # --- numbers ------------------------------------------------------------------------------------
 
 # Languages that write 1.234,5 (dot or space groups, decimal comma). Others write 1,234.5.
@@ -197,6 +199,21 @@ def translation_scores(hypotheses: list[str], references: list[str], tgt_lang: s
         "bleu": round(bleu.corpus_score(hypotheses, [references]).score, 2),
         "bleu_signature": str(bleu.get_signature()),
         "n": len(hypotheses),
+    }
+
+
+def translation_intervals(
+    pairs: dict[str, tuple[list[str], list[str]]], tgt_of: dict[str, str]
+) -> dict[str, tuple[dict[str, tuple[float, float]], tuple[float, float]]]:
+    """Bootstrap intervals of corpus chrF and BLEU, per language and of the mean over languages,
+    scored as :func:`translation_scores` scores them (``tgt_of[lang]``: the target language)."""
+    import sacrebleu
+
+    return {
+        "chrf": corpus_metric_intervals(lambda lang: sacrebleu.metrics.CHRF(), pairs),
+        "bleu": corpus_metric_intervals(
+            lambda lang: sacrebleu.metrics.BLEU(tokenize=BLEU_TOKENIZE.get(tgt_of[lang], "13a")), pairs
+        ),
     }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.tasks import TASKS
+from evaluation.win_rate import table as win_rate_table
 
 # Each task declares its columns next to it (TaskSpec.columns); here by subtask prefix:
 # the headline column (metric, column title, shown as a percentage), then the others.
@@ -34,10 +35,15 @@ def _metrics(subtask: str) -> list[tuple[str, str, bool]]:
     return [head, *extra] if head[0] else extra
 
 
-def _fmt(value: Any, pct: bool) -> str:
+def _fmt(value: Any, pct: bool, ci: list[float] | None = None) -> str:
+    """``93.3`` or, with its bootstrap interval, ``93.3 [88.0, 97.1]``."""
     if value is None:
         return "–"
-    return f"{100 * value:.1f}" if pct else f"{value:.1f}"
+    scale = 100 if pct else 1
+    text = f"{scale * value:.1f}"
+    if ci:
+        text += f" [{scale * ci[0]:.1f}, {scale * ci[1]:.1f}]"
+    return text
 
 
 def subtasks_of(results: dict) -> list[str]:
@@ -54,7 +60,10 @@ def main_table(results: dict) -> str:
     lines = ["| metric (mean over languages) | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     for sub in subtasks_of(results):
         for key, title, pct in _metrics(sub):
-            cells = [_fmt(results["scores"][m].get(sub, {}).get("mean", {}).get(key), pct) for m in models]
+            cells = []
+            for m in models:
+                scores = results["scores"][m].get(sub, {})
+                cells.append(_fmt(scores.get("mean", {}).get(key), pct, scores.get("ci", {}).get(key)))
             lines.append(f"| {sub} {title} | " + " | ".join(cells) + " |")
     lines.append(
         "| eval time (s) | " + " | ".join(str(results["timing_s"].get(m, "–")) for m in models) + " |"
@@ -73,8 +82,12 @@ def language_table(results: dict, subtask: str, key: str, pct: bool) -> str:
         sub = scores.get(subtask)
         if not sub:
             continue
-        cells = [_fmt(sub["per_language"].get(lang, {}).get(key), pct) for lang in langs]
-        lines.append(f"| {model} | " + " | ".join(cells) + f" | {_fmt(sub['mean'].get(key), pct)} |")
+        cells = []
+        for lang in langs:
+            cell = sub["per_language"].get(lang, {})
+            cells.append(_fmt(cell.get(key), pct, cell.get("ci", {}).get(key)))
+        mean_cell = _fmt(sub["mean"].get(key), pct, sub.get("ci", {}).get(key))
+        lines.append(f"| {model} | " + " | ".join(cells) + f" | {mean_cell} |")
     return "\n".join(lines)
 
 
@@ -170,11 +183,12 @@ def _summary_chart(results: dict, out_dir: Path, plt) -> Path:
 
 def render_markdown(results: dict, charts: list[Path]) -> str:
     lines = [f"# crossling eval: {results['name']}", "", f"Created {results['created']}. Languages: "
-             f"{', '.join(results['languages'])}. Means are unweighted over languages.", "", "## Main table", "",
+             f"{', '.join(results['languages'])}. Means are unweighted over languages; [brackets]: bootstrap "
+             "95 % interval (prompts resampled within each language, 1,000 replicates).", "", "## Main table", "",
              main_table(results), ""]  # fmt: skip
     checks = target_check(results)
     if checks:
-        lines += ["## Targets (issue 9)", "", *checks, ""]
+        lines += ["## Targets", "", *checks, ""]
     if results.get("skipped_models"):
         lines += (
             ["## Models left out", ""]
@@ -195,9 +209,11 @@ def render_markdown(results: dict, charts: list[Path]) -> str:
         if (out := Path(f"{subtask}.png")) and any(p.name == out.name for p in charts):
             lines += [f"![{subtask}]({out.name})", ""]
     lines += _reward_section(results)
+    if results.get("win_rates"):
+        lines += ["## Win rates (paired, same prompts)", "", win_rate_table(results["win_rates"])]
     if results.get("win_rate_table"):
         body = results["win_rate_table"].split("\n", 1)[-1].strip()  # drop align's own title
-        lines += ["## DPO over SFT win rate (from align)", "", body, ""]
+        lines += ["## Win rate over SFT (from `crossling align win-rate`)", "", body, ""]
     if results.get("lm_eval") and any(results["lm_eval"].values()):
         lines += [
             "## MGSM under lm-eval task names",

@@ -15,12 +15,14 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from align.reward import RewardScorer
 from crossling import generation
 from crossling.config import save_config
 from crossling.errors import ConfigError
 from evaluation.config import EvalConfig, ModelSpec
 from evaluation.report import write_report
 from evaluation.tasks import TASKS, Item, ReportTask, Task
+from evaluation.win_rate import parse_pairs, win_rates
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +99,7 @@ def run_eval(cfg: EvalConfig, command: str | None = None) -> dict[str, Any]:
         "timing_s": {},
     }
     # One backend choice for the whole run: vLLM's start-up is paid once for every local model.
+    translation_records: dict[str, list[dict]] = {}  # per model: what the win rates compare
     local = [m for m in models if not m.base_url and m.backend in ("auto", "vllm", "transformers")]
     total = sum(len(v) for v in task_items.values()) * len(local)
     for spec in models:
@@ -109,6 +112,8 @@ def run_eval(cfg: EvalConfig, command: str | None = None) -> dict[str, Any]:
             items = task_items[task.name]
             outputs = generate_for(spec, items, cfg, f"{spec.name}/{task.name}", backend)
             records, scores = task.score(items, outputs)
+            if task.name == "translation":
+                translation_records[spec.name] = records
             _write_jsonl(out_dir / "samples" / spec.name / f"{task.name}.jsonl", records)
             results["scores"][spec.name].update(scores)
             results["lm_eval"].setdefault(spec.name, {}).update(_lm_eval_view(records))
@@ -117,6 +122,10 @@ def run_eval(cfg: EvalConfig, command: str | None = None) -> dict[str, Any]:
             generation.release()
         logger.info("%s evaluated in %.0f s", spec.name, results["timing_s"][spec.name])
     generation.release()
+    if cfg.win_rates:
+        scorer = RewardScorer(cfg.win_rate_reward_model) if cfg.win_rate_reward_model else None
+        pairs = parse_pairs(cfg.win_rates, list(translation_records))
+        results["win_rates"] = win_rates(pairs, translation_records, scorer)
     for report in reports:
         results.update(report.results())
     if cfg.win_rate_report and Path(cfg.win_rate_report).is_file():

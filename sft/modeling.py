@@ -164,9 +164,28 @@ def load_model_for_training(
         config = lora_config(task, lora_r, lora_alpha, lora_dropout, target_modules, modules_to_save)
         model = get_peft_model(model, config)
     fp32_trainable(model)  # adapters train in fp32 on every device; the frozen base keeps its dtype
+    if quantization == "nf4":
+        no_cpu_inference_packing(model)
     model.config.use_cache = False
     _log_trainable(model)
     return model, tokenizer
+
+
+def no_cpu_inference_packing(model) -> int:
+    """Keep every 4-bit layer on bitsandbytes' differentiable path; returns how many layers it set.
+
+    On CPUs with AVX512-BF16, a ``Linear4bit`` run once in eval mode without grad (TRL's reference
+    log-probs, a trainer's evaluation) repacks its weights for the ``gemv_4bit`` inference kernel,
+    which has no autograd formula: every later training step would lose the gradient *through* the
+    frozen base layers ("an autograd kernel was not registered ... silently incorrect behavior").
+    tests/sft/test_sft_qlora_grads.py compares these gradients with an fp32 reference.
+    """
+    import bitsandbytes as bnb
+
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    for layer in layers:
+        layer.support_avx512bf16_for_cpu = False
+    return len(layers)
 
 
 def count_parameters(model) -> tuple[int, int]:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from evaluation.intervals import rounded, sample_mean_intervals
 from evaluation.metrics import mean
 
 if TYPE_CHECKING:  # for annotations only: evaluation.config imports the registry
@@ -81,7 +82,30 @@ def group_means(per_sample: list[dict], metrics: list[str]) -> SubtaskScores:
             for lang, vals in langs.items()
         }
         out[subtask] = {"per_language": per_language, "mean": language_mean(per_language, metrics)}
+        add_intervals(out[subtask], {m: {lang: vals[m] for lang, vals in langs.items() if m in vals}
+                                     for m in metrics})  # fmt: skip
     return out
+
+
+def add_intervals(scores: dict[str, Any], samples: dict[str, dict[str, list[float]]]) -> None:
+    """Bootstrap 95 % intervals of per-sample metrics: ``scores["ci"][metric]`` for the mean over
+    languages, ``scores["per_language"][lang]["ci"][metric]`` per language."""
+    for metric, by_lang in samples.items():
+        if not any(by_lang.values()):
+            continue
+        per_lang, of_mean = sample_mean_intervals(by_lang)
+        set_intervals(scores, metric, per_lang, of_mean)
+
+
+def set_intervals(
+    scores: dict[str, Any],
+    metric: str,
+    per_lang: dict[str, tuple[float, float]],
+    of_mean: tuple[float, float],
+) -> None:
+    scores.setdefault("ci", {})[metric] = rounded(of_mean)
+    for lang, interval in per_lang.items():
+        scores["per_language"][lang].setdefault("ci", {})[metric] = rounded(interval)
 
 
 def language_mean(per_language: dict[str, dict[str, Any]], metrics: list[str]) -> dict[str, float]:

@@ -17,8 +17,8 @@ from crossling import corpora
 from crossling.errors import ConfigError
 from crossling.generation import clean_translation
 from crossling.languages import name as language_name
-from evaluation.metrics import translation_scores
-from evaluation.tasks.base import Item, SubtaskScores, TaskSpec, language_mean
+from evaluation.metrics import translation_intervals, translation_scores
+from evaluation.tasks.base import Item, SubtaskScores, TaskSpec, language_mean, set_intervals
 
 if TYPE_CHECKING:  # for annotations only: evaluation.config imports the task registry
     from evaluation.config import EvalConfig
@@ -93,6 +93,8 @@ class Translation:
                     "id": item.id,
                     "subtask": item.subtask,
                     "lang": item.lang,
+                    "tgt_lang": item.ref["tgt_lang"],
+                    "prompt": item.messages[-1]["content"],
                     "source": item.ref["src"],
                     "reference": item.ref["ref"],
                     "output": out,
@@ -106,8 +108,15 @@ class Translation:
             hyps, refs = [h for h, _ in pairs], [r for _, r in pairs]
             per_lang = scores.setdefault(subtask, {"per_language": {}, "mean": {}})["per_language"]
             per_lang[lang] = translation_scores(hyps, refs, tgt_of[(subtask, lang)])
-        for sub in scores.values():
+        for subtask, sub in scores.items():
             sub["mean"] = language_mean(sub["per_language"], ["chrf", "bleu"])
+            pairs = {
+                lang: ([h for h, _ in groups[subtask, lang]], [r for _, r in groups[subtask, lang]])
+                for lang in sub["per_language"]
+            }
+            tgt = {lang: tgt_of[subtask, lang] for lang in pairs}
+            for key, (per_lang, of_mean) in translation_intervals(pairs, tgt).items():
+                set_intervals(sub, key, per_lang, of_mean)
         return records, scores
 
 

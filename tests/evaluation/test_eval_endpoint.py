@@ -94,6 +94,7 @@ safety_per_language: 2
 safety_benign_per_language: 1
 safety_filter: "test_eval_endpoint:ScriptFilter"
 reward_report: {report}
+win_rates: ["good:bad", "bad:good"]
 cache_dir: {tmp_path / "cache"}
 concurrency: 4
 """
@@ -104,7 +105,9 @@ concurrency: 4
 
 def test_runner_scores_exactly_against_a_real_http_endpoint(eval_config):
     cfg0 = load_config(
-        EvalConfig, eval_config, ["--models", "[{name: x, model: x, base_url: http://unused/v1}]"]
+        EvalConfig,
+        eval_config,
+        ["--models", "[{name: x, model: x, base_url: http://unused/v1}]", "--win_rates", "[]"],
     )
     answers = oracle(cfg0)
     n_items = sum(len(task.items()) for task in build_tasks(cfg0))
@@ -121,14 +124,19 @@ def test_runner_scores_exactly_against_a_real_http_endpoint(eval_config):
         assert sent == 2 * n_items  # every prompt once per model, nothing dropped
         good, bad = results["scores"]["good"], results["scores"]["bad"]
 
+        full = {"fidelity": [1.0, 1.0], "fidelity_native": [1.0, 1.0], "fidelity_cross": [1.0, 1.0]}
         assert good["language_fidelity"]["per_language"] == {
-            "de": {"fidelity": 1.0, "fidelity_native": 1.0, "fidelity_cross": 1.0, "n": 3},
-            "bn": {"fidelity": 1.0, "fidelity_native": 1.0, "fidelity_cross": 1.0, "n": 3},
+            "de": {"fidelity": 1.0, "fidelity_native": 1.0, "fidelity_cross": 1.0, "n": 3, "ci": full},
+            "bn": {"fidelity": 1.0, "fidelity_native": 1.0, "fidelity_cross": 1.0, "n": 3, "ci": full},
         }
+        assert good["language_fidelity"]["ci"]["fidelity"] == [1.0, 1.0]  # every sample right: no spread
         assert bad["language_fidelity"]["mean"]["fidelity"] == 0.0
         for sub in ("ntrex_en-xx_0shot", "ntrex_en-xx_1shot", "ntrex_xx-en_0shot", "ntrex_xx-en_1shot"):
             assert good[sub]["mean"] == {"chrf": 100.0, "bleu": 100.0}
+            assert good[sub]["ci"] == {"chrf": [100.0, 100.0], "bleu": [100.0, 100.0]}
             assert bad[sub]["mean"]["chrf"] < 20
+            lo, hi = bad[sub]["ci"]["chrf"]
+            assert lo <= bad[sub]["mean"]["chrf"] <= hi
         assert good["mgsm_direct"]["mean"] == {"accuracy": 1.0, "answered": 1.0}
         assert good["mgsm_native_cot"]["per_language"]["bn"]["accuracy"] == 1.0
         assert bad["mgsm_direct"]["mean"] == {"accuracy": 0.0, "answered": 0.0}
@@ -148,6 +156,18 @@ def test_runner_scores_exactly_against_a_real_http_endpoint(eval_config):
 
         assert results["reward_model"]["reward_transfer"]["mean"] == {"accuracy": 0.625}
 
+        # Paired win rates on the translation prompts, from the answers above (no new requests):
+        # the good model's exact translations beat the bad one's on every prompt.
+        good_wins = results["win_rates"]["good:bad"]
+        n_translation = sum(1 for i in build_tasks(cfg0)[1].items())
+        assert good_wins["prompts"] == n_translation
+        assert good_wins["fidelity_chrf"]["win_rate"] == 1.0 and good_wins["fidelity_chrf"]["ci"] == [
+            1.0,
+            1.0,
+        ]
+        assert results["win_rates"]["bad:good"]["fidelity_chrf"]["win_rate"] == 0.0
+        assert set(good_wins["fidelity_chrf"]["per_language"]) == {"de", "bn"}
+
         # Rerun: everything comes from the generation cache, no request reaches the server.
         again = run_eval(cfg)
         assert len(server.requests) == sent
@@ -157,6 +177,7 @@ def test_runner_scores_exactly_against_a_real_http_endpoint(eval_config):
     report = (out / "report.md").read_text(encoding="utf-8")
     assert API_KEY not in (out / "config.yaml").read_text() + (out / "results.json").read_text()
     assert "| good |" in report and "| bad |" in report and "ntrex_xx-en_1shot" in report
+    assert "good over bad" in report and "| fidelity_chrf | **100.0 %** [100.0, 100.0]" in report
     for chart in ("summary.png", "language_fidelity.png", "ntrex_en-xx_0shot.png", "mgsm_direct.png"):
         assert (out / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = (out / "samples/bad/mgsm.jsonl").read_text(encoding="utf-8").splitlines()

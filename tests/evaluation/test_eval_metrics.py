@@ -8,6 +8,7 @@ import pytest
 from crossling.generation import clean_translation
 from crossling.langid import in_language
 from evaluation import metrics
+from evaluation.intervals import sample_mean_intervals
 from evaluation.tasks.base import group_means
 
 
@@ -140,6 +141,29 @@ def test_group_means_averages_by_language_then_over_languages():
         {"subtask": "t", "lang": "bn", "acc": 0.0},
     ]
     scores = group_means(records, ["acc"])
-    assert scores["t"]["per_language"]["de"] == {"acc": 0.6667, "n": 3}
-    assert scores["t"]["per_language"]["bn"] == {"acc": 0.0, "n": 1}
+    assert scores["t"]["per_language"]["de"] == {"acc": 0.6667, "n": 3, "ci": {"acc": [0.0, 1.0]}}
+    assert scores["t"]["per_language"]["bn"] == {"acc": 0.0, "n": 1, "ci": {"acc": [0.0, 0.0]}}
     assert scores["t"]["mean"] == {"acc": 0.3333}  # unweighted over languages, not over samples
+    # the interval of the mean resamples within each language: bn is always 0, de in {0, 1/3, 2/3, 1}
+    assert scores["t"]["ci"] == {"acc": [0.0, 0.5]}
+
+
+def test_bootstrap_intervals_narrow_with_more_samples_and_cover_the_estimate():
+    rng = __import__("random").Random(0)
+    small = {lang: [float(rng.random() < 0.7) for _ in range(20)] for lang in ("de", "fr")}
+    large = {lang: [float(rng.random() < 0.7) for _ in range(500)] for lang in ("de", "fr")}
+    (_, (lo_s, hi_s)), (_, (lo_l, hi_l)) = sample_mean_intervals(small), sample_mean_intervals(large)
+    assert hi_l - lo_l < (hi_s - lo_s) / 2  # ~1/sqrt(n)
+    assert lo_l < 0.7 < hi_l
+
+
+def test_chrf_interval_is_the_corpus_score_of_resampled_sentences():
+    hyps = ["Der Hund schläft.", "Die Katze frisst.", "Ein Haus am See.", "Guten Morgen!"]
+    refs = ["Der Hund schläft.", "Die Katze schläft.", "Ein Haus am Meer.", "Gute Nacht!"]
+    intervals = metrics.translation_intervals(
+        {"de": (hyps, refs), "fr": (hyps[:1], refs[:1])}, {"de": "de", "fr": "fr"}
+    )
+    (lo, hi) = intervals["chrf"][0]["de"]
+    corpus = metrics.translation_scores(hyps, refs, "de")["chrf"]
+    assert lo < corpus < hi and hi <= 100.0
+    assert intervals["chrf"][0]["fr"] == (100.0, 100.0)  # one perfect sentence: nothing to resample
