@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -27,25 +27,36 @@ class ModerationInputError(ValueError):
     """The request cannot be moderated as asked (the route answers 400 with this message)."""
 
 
+def _documented_as_string(schema: dict) -> None:
+    """``text`` parses as optional (a missing one gets a clear 400) but is documented as a string."""
+    schema.pop("anyOf", None)
+    schema["type"] = "string"
+
+
 class TextInput(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: str
-    text: str | None = None
+    # Any part parses, so that the route answers other types and a missing text with a clear 400
+    # (ModerationInputError); the schema documents what is served: text parts with their text.
+    model_config = ConfigDict(extra="allow", json_schema_extra={"required": ["type", "text"]})
+    type: str = Field(
+        description="Only `text` parts are moderated here.", json_schema_extra={"enum": ["text"]}
+    )
+    text: str | None = Field(None, json_schema_extra=_documented_as_string)
 
 
 class ModerationRequest(BaseModel):
-    """OpenAI's request: ``input`` is a string, a list of strings, or a list of typed parts."""
+    """OpenAI's request: ``input`` is a string, a list of strings, or a list of text parts. How many
+    inputs and characters one request may hold is the server's limit (``LimitsConfig``)."""
 
     # unknown fields are accepted (and logged by the route) so newer clients keep working
     model_config = ConfigDict(extra="allow")
-    input: str | list[str] | list[TextInput]
+    input: str | Annotated[list[str], Field(min_length=1)] | Annotated[list[TextInput], Field(min_length=1)]
     model: str | None = None
 
-    @field_validator("input")
+    @field_validator("input", mode="before")
     @classmethod
     def _not_empty(cls, v: Any) -> Any:
-        if isinstance(v, list) and not v:
-            raise ValueError("input must not be an empty list")
+        if isinstance(v, list) and not v:  # one clear message instead of one per union member
+            raise ValueError("must not be an empty list")
         return v
 
     def texts(self) -> list[str]:
@@ -55,10 +66,12 @@ class ModerationRequest(BaseModel):
         for item in self.input:
             if isinstance(item, str):
                 out.append(item)
-            elif item.type == "text" and item.text is not None:
-                out.append(item.text)
-            else:
+            elif item.type != "text":
                 raise ModerationInputError(f"input type {item.type!r} is not supported (text only)")
+            elif item.text is None:
+                raise ModerationInputError("a text part needs its `text`")
+            else:
+                out.append(item.text)
         return out
 
 

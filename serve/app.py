@@ -1,7 +1,8 @@
 """``create_app(config, engine=None, safety=None)``: the FastAPI app ``crossling serve`` runs.
 
 Wires the engine, the safety filter (any object with ``check``/``refusal``), keys, limits, metrics,
-the OpenAI routes and, unless ``ui: false``, the Gradio UI at ``/ui``.
+the OpenAI routes, the OpenAPI document (``serve.openapi``) and, unless ``ui: false``, the Gradio UI
+at ``/ui`` behind the same keys (``serve.ui.login``).
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ import logging
 
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.auth import KeyChecker, collect_keys
 from serve.config import ServeConfig
 from serve.engine import Engine, build_engine
-from serve.errors import error_response, install_error_handlers
+from serve.errors import CatchAll, error_response, install_error_handlers
 from serve.limits import ConcurrencyLimiter
 from serve.metrics import ServerMetrics
 from serve.openai.router import router
 from serve.openai.serving import OpenAIServing
+from serve.openapi import install_openapi
 
 log = logging.getLogger("crossling.serve")
 
@@ -31,7 +33,8 @@ class BodyTooLarge(HTTPException):
 
 
 class BodySizeLimit:
-    """413 for bodies over ``max_bytes``: by Content-Length up front, else while reading a chunked body."""
+    """413 for bodies over ``max_bytes``: by Content-Length up front, else while reading a chunked body
+    (``code: body_too_large`` both ways)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -41,9 +44,9 @@ class BodySizeLimit:
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            response = error_response(413, BodyTooLarge(self.max_bytes).detail, code="body_too_large")
-            return await response(scope, receive, send)
+            return await self._too_large(scope, receive, send)
         seen = 0
+        started = False
 
         async def counted() -> dict:
             nonlocal seen
@@ -54,7 +57,20 @@ class BodySizeLimit:
                     raise BodyTooLarge(self.max_bytes)  # FastAPI passes HTTPExceptions through body parsing
             return message
 
-        await self.app(scope, counted, send)
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except BodyTooLarge:  # raised where no FastAPI handler catches it (the mounted UI)
+            if not started:
+                await self._too_large(scope, receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(413, BodyTooLarge(self.max_bytes).detail, code="body_too_large")
+        await response(scope, receive, send)
 
 
 def create_app(config: ServeConfig, engine: Engine | None = None, safety=None) -> FastAPI:
@@ -70,7 +86,15 @@ def create_app(config: ServeConfig, engine: Engine | None = None, safety=None) -
         finally:
             await engine.shutdown()
 
-    app = FastAPI(title="crossling", version="0.1.0", lifespan=lifespan)
+    docs = config.api_docs
+    app = FastAPI(
+        title="crossling",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     app.state.serving = OpenAIServing(engine, config, metrics, safety)
     app.state.keys = KeyChecker(collect_keys(config.api_keys, config.api_key_file), config.allow_no_auth)
     lim = config.limits
@@ -79,9 +103,11 @@ def create_app(config: ServeConfig, engine: Engine | None = None, safety=None) -
     )
     install_error_handlers(app)
     app.include_router(router)
-    app.add_middleware(BodySizeLimit, max_bytes=lim.max_body_bytes)
+    install_openapi(app, config, engine)
     if config.ui:
         mount_ui(app, config)
+    app.add_middleware(BodySizeLimit, max_bytes=lim.max_body_bytes)
+    app.add_middleware(CatchAll)  # outermost of ours: whatever escapes the rest ends as a clean 500
     return app
 
 
@@ -91,12 +117,16 @@ def local_base_url(config: ServeConfig) -> str:
 
 
 def mount_ui(app: FastAPI, config: ServeConfig) -> None:
-    """Mount the Gradio UI at /ui; it talks to this API over HTTP, like any other client."""
+    """Mount the Gradio UI at /ui; it talks to this API over HTTP, like any other client.
+
+    The page calls the API with the server's first key, so it is behind the same keys: a browser logs
+    in at /ui/login with any accepted key (``serve.ui.login``). Only ``ui_allow_anonymous: true`` opens
+    it to whoever reaches the port, and a server without keys (``allow_no_auth``) has nothing to guard.
+    """
     from serve.ui import app as ui_app  # imports gradio: only servers that show the UI pay for it
+    from serve.ui.login import UIGate
 
     keys = collect_keys(config.api_keys, config.api_key_file)
-    # The page holds the key server-side; reaching /ui therefore means using the API, so the key is
-    # only handed over when the server listens on loopback (see docs/serve.md).
-    loopback = config.host in ("127.0.0.1", "localhost", "::1")
-    key = keys[0] if keys and loopback else None
-    ui_app.mount_ui(app, local_base_url(config), key, path="/ui")
+    ui_app.mount_ui(app, local_base_url(config), keys[0] if keys else None, path="/ui")
+    if keys and not config.ui_allow_anonymous:
+        app.add_middleware(UIGate, keys=app.state.keys, prefix="/ui")

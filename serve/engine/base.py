@@ -1,8 +1,10 @@
 """The engine protocol the API is written against, and the small pieces both engines share.
 
 An engine turns one prompt (token ids) + :class:`SamplingSettings` + an optional adapter name into
-an async stream of :class:`Delta` s, and can ``abort`` a request by id. The API layer never knows
-which engine runs. Not here: HTTP, auth, limits, safety (those live in ``serve.openai`` / ``serve.app``).
+an async stream of :class:`Delta` s, and can ``abort`` a request by id; an engine that can die while
+the server runs (a worker thread, a subprocess) also says whether it is ``healthy()``, which
+``/health`` reports and the API checks before taking a request. The API layer never knows which
+engine runs. Not here: HTTP, auth, limits, safety (those live in ``serve.openai`` / ``serve.app``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ class EngineError(Exception):
 
 class UnknownAdapterError(EngineError):
     pass
+
+
+class EngineDeadError(EngineError):
+    """The engine stopped while the server runs (its worker or process died); only a restart helps."""
 
 
 @dataclass
@@ -79,6 +85,12 @@ class Engine(Protocol):
     async def abort(self, request_id: str) -> None: ...
 
     async def shutdown(self) -> None: ...
+
+
+def engine_healthy(engine: object) -> bool:
+    """``engine.healthy()`` where the engine has it (optional in the protocol), else True."""
+    healthy = getattr(engine, "healthy", None)
+    return bool(healthy()) if callable(healthy) else True
 
 
 def check_request(ready: bool, adapter: str | None, adapters) -> None:

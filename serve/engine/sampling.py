@@ -19,7 +19,8 @@ class RowSampler:
         self.s = sampling
         self.vocab_size = vocab_size
         seed = sampling.seed if sampling.seed is not None else random.randrange(2**63)
-        self.generator = torch.Generator().manual_seed(seed)
+        # torch takes 64 bits; any integer a caller passes must seed, not overflow
+        self.generator = torch.Generator().manual_seed(seed % 2**64)
 
     def sample(
         self, logits: torch.Tensor, generated: list[int], tokenizer

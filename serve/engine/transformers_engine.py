@@ -10,6 +10,7 @@ for the next one: this is batching at arrival, not vLLM's continuous batching.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -21,6 +22,7 @@ from crossling.device import default_device, resolve_dtype
 from crossling.models import load_causal_lm, load_tokenizer
 from serve.engine.base import (
     Delta,
+    EngineDeadError,
     EngineError,
     IncrementalDecoder,
     SamplingSettings,
@@ -34,6 +36,7 @@ BASE = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
 _DONE = object()
 GATHER_GAP_S = 0.02  # see TransformersEngine._gather
 GATHER_MAX_S = 0.1
+HEALTH_POLL_S = 1.0  # a waiting request notices a dead worker within this
 
 
 @dataclass
@@ -77,6 +80,7 @@ class TransformersEngine:
         self._requests: dict[str, _Request] = {}
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._died: str | None = None  # why the worker thread ended while serving
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -113,6 +117,13 @@ class TransformersEngine:
         self.eos_ids = set(eos) | {self.tokenizer.eos_token_id}
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
+    def healthy(self) -> bool:
+        """Started, and its worker thread is still running (False once it died)."""
+        return self._thread is not None and self._thread.is_alive() and self._died is None
+
+    def _dead_error(self) -> EngineDeadError:
+        return EngineDeadError(f"the transformers engine's worker stopped: {self._died or 'not running'}")
+
     async def shutdown(self) -> None:
         self._stopping = True
         self._pending.put(None)
@@ -126,6 +137,8 @@ class TransformersEngine:
         self, prompt_token_ids: list[int], sampling: SamplingSettings, adapter: str | None, request_id: str
     ) -> AsyncIterator[Delta]:
         check_request(self._thread is not None, adapter, self.adapters)
+        if not self.healthy():
+            raise self._dead_error()
         req = _Request(
             request_id, list(prompt_token_ids), sampling, adapter, asyncio.get_running_loop(), asyncio.Queue()
         )
@@ -134,10 +147,18 @@ class TransformersEngine:
         finished = False
         try:
             while True:
-                item = await req.out.get()
+                try:
+                    item = await asyncio.wait_for(req.out.get(), HEALTH_POLL_S)
+                except (TimeoutError, asyncio.TimeoutError):
+                    if not self.healthy():  # the worker died with this request on it: never hang
+                        raise self._dead_error() from None
+                    continue
                 if item is _DONE:
                     finished = True
                     return
+                if isinstance(item, EngineDeadError):
+                    finished = True
+                    raise item
                 if isinstance(item, BaseException):
                     finished = True
                     raise EngineError(f"generation failed: {item}") from item
@@ -158,6 +179,19 @@ class TransformersEngine:
     # --- worker thread ----------------------------------------------------------------------------
 
     def _worker(self) -> None:
+        try:
+            self._serve()
+        except BaseException as e:  # the thread ends here: say why, for healthy() and the log
+            self._died = f"{type(e).__name__}: {e}"
+            log.critical("transformers engine: worker thread died: %s", self._died, exc_info=e)
+        finally:
+            if not self._stopping:
+                self._died = self._died or "worker thread ended"
+                for r in list(self._requests.values()):
+                    with contextlib.suppress(RuntimeError):  # its event loop is gone: nobody waits
+                        r.emit(self._dead_error())
+
+    def _serve(self) -> None:
         while not self._stopping:
             first = self._pending.get()
             if first is None:

@@ -5,7 +5,7 @@ completion limits, runs the input safety check, and runs the ``n`` choices of a 
 :class:`Generation`: engine streams merged, output held back and checked in windows when a safety
 filter is on, metrics recorded, and every unfinished engine request aborted when the client goes
 away, the request times out or the filter cuts a choice. Streamed responses of both endpoints are
-framed here too (:func:`sse_event`, :func:`sse_stream`), so chat and completions send the same bytes
+framed here too (:func:`sse_event`, :class:`SSEStream`), so chat and completions send the same bytes
 around their chunks. Not here: HTTP routing and the JSON shapes of each endpoint (``serving_chat`` /
 ``serving_completion``).
 """
@@ -23,10 +23,18 @@ from pydantic import BaseModel
 
 from safety.stream import StreamGuard, StreamStep
 from serve.config import ServeConfig
-from serve.engine.base import Delta, Engine, SamplingSettings, TokenLogprob, UnknownAdapterError
+from serve.engine.base import (
+    Delta,
+    Engine,
+    EngineError,
+    SamplingSettings,
+    TokenLogprob,
+    UnknownAdapterError,
+    engine_healthy,
+)
 from serve.errors import APIError
 from serve.metrics import ServerMetrics
-from serve.openai.protocol import ModelCard, ModelList, _SamplingFields
+from serve.openai.protocol import ModelCard, ModelList, _SamplingFields, utf8_text
 
 log = logging.getLogger("crossling.serve")
 SAFETY_HEADER = "x-crossling-safety"
@@ -70,21 +78,55 @@ def sse_event(payload: BaseModel | dict) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
 
-async def sse_stream(
-    chunks: AsyncIterator[BaseModel], usage_chunk: Callable[[], BaseModel] | None
-) -> AsyncIterator[str]:
+class SSEStream:
     """The body of a streamed response: each chunk; an error event if the request fails midway (the
-    200 status line is already sent, so the error travels as an event, as vLLM does); the usage chunk
-    when the client asked for it (``stream_options.include_usage``: empty ``choices``, after every
-    other chunk, refused and failed requests included, as OpenAI does); then ``data: [DONE]``."""
-    try:
-        async for chunk in chunks:
-            yield sse_event(chunk)
-    except APIError as e:
-        yield sse_event(e.body())
-    if usage_chunk is not None:
-        yield sse_event(usage_chunk())
-    yield SSE_DONE
+    200 status line is already sent, so the error travels as an event, as vLLM does; *any* exception
+    does, not only our own); the usage chunk when the client asked for it
+    (``stream_options.include_usage``: empty ``choices``, after every other chunk, refused and failed
+    requests included, as OpenAI does); then ``data: [DONE]``. ``status`` is what the metrics count:
+    ``"ok"``, or the status of the error the stream ended with."""
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[BaseModel],
+        usage_chunk: Callable[[], BaseModel] | None,
+        engine: Engine | None = None,
+    ) -> None:
+        self.chunks, self.usage_chunk, self.engine = chunks, usage_chunk, engine
+        self.status = "ok"
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        try:
+            async for chunk in self.chunks:
+                yield sse_event(chunk)
+        except Exception as e:  # noqa: BLE001 - every failure ends the stream the same way
+            error = as_api_error(e, self.engine)
+            self.status = str(error.status)
+            yield sse_event(error.body())
+        if self.usage_chunk is not None:
+            yield sse_event(self.usage_chunk())
+        yield SSE_DONE
+
+
+def as_api_error(e: Exception, engine: Engine | None = None) -> APIError:
+    """What the client is told about a failure: our own errors as they are; an engine failure is 503
+    when the engine is down (nothing will work until a restart) and 500 otherwise; anything else is
+    a 500 whose details go to the log only."""
+    if isinstance(e, APIError):
+        return e
+    if isinstance(e, EngineError) and engine is not None and not engine_healthy(engine):
+        log.error("engine unavailable: %s", e)
+        return engine_unavailable()
+    log.error("request failed: %s", e, exc_info=e)
+    if isinstance(e, EngineError):
+        return APIError(500, "generation failed; see the server log", code="generation_failed")
+    return APIError(500, "internal server error", code="internal_error")
+
+
+def engine_unavailable() -> APIError:
+    return APIError(
+        503, "the model engine is not running; the server must be restarted", code="engine_unavailable"
+    )
 
 
 def _release(guard: StreamGuard | None, delta: Delta, final: bool) -> StreamStep:
@@ -131,7 +173,7 @@ class Generation:
                 final = delta.finish_reason is not None
                 guard = guards[i]
                 if guard is not None and (final or guard.check_due(delta.text)):
-                    step = await asyncio.to_thread(_release, guard, delta, final)  # a check: off the loop
+                    step = await self._checked(guard, delta, final)
                 else:
                     step = _release(guard, delta, final)
                 if step.blocked:
@@ -149,6 +191,8 @@ class Generation:
                 if step.text or lps or final:  # ids without text yet (a split character) wait
                     finish = "stop" if delta.finish_reason == "abort" else delta.finish_reason
                     yield ChoiceEvent(i, step.text, ids, lps, finish)
+        except EngineError as e:
+            raise as_api_error(e, engine) from e
         finally:
             unfinished = [i for i in range(len(streams)) if i not in self.finished]
             for i in unfinished:
@@ -156,6 +200,17 @@ class Generation:
             if unfinished:
                 s.metrics.aborted.labels("client_or_timeout").inc()
             s.metrics.generation_tokens.labels(self.model).inc(sum(self.completion_tokens.values()))
+
+    async def _checked(self, guard: StreamGuard, delta: Delta, final: bool) -> StreamStep:
+        """A safety check of the output, off the event loop. If the filter itself fails, the choice
+        fails closed: nothing unchecked is sent (the caller's ``finally`` aborts the generation)."""
+        try:
+            return await asyncio.to_thread(_release, guard, delta, final)
+        except Exception as e:
+            log.error("output safety check failed: %s", e, exc_info=e)
+            raise APIError(
+                500, "the safety check of the output failed; the reply was cut", code="safety_check_failed"
+            ) from e
 
     def usage_completion(self) -> int:
         return sum(self.completion_tokens.values())
@@ -247,15 +302,25 @@ class OpenAIServing:
                 f"prompt is {prompt_len} tokens; the model's context is {self.engine.max_model_len}",
                 code="context_length_exceeded",
             )
+        for name in ("max_tokens", "max_completion_tokens"):  # both, whichever of them wins
+            value = getattr(request, name, None)
+            if value is not None and value > self.limits.max_completion_tokens:
+                raise APIError(
+                    400,
+                    f"{name}={value} is over this server's limit of {self.limits.max_completion_tokens}",
+                    param=name,
+                )
         asked = request.requested_max_tokens()
-        if asked is None:
-            return min(self.limits.max_completion_tokens, room)
-        if asked > self.limits.max_completion_tokens:
+        budget = min(self.limits.max_completion_tokens, room) if asked is None else asked
+        if request.min_tokens > budget:
             raise APIError(
                 400,
-                f"max_tokens={asked} is over this server's limit of {self.limits.max_completion_tokens}",
-                param="max_tokens",
+                f"min_tokens={request.min_tokens} is over this request's completion budget of {budget} "
+                "tokens (max_tokens, the server's limit and the context left after the prompt)",
+                param="min_tokens",
             )
+        if asked is None:
+            return budget
         if asked > room:
             raise APIError(
                 400,
@@ -270,12 +335,36 @@ class OpenAIServing:
         """Input safety: (verdict info, refusal text) when the filter blocks, and the user's language."""
         if self.safety is None or not text.strip():
             return None, None, None
-        verdict = await asyncio.to_thread(self.safety.check, text, "user")
+        try:
+            verdict = await asyncio.to_thread(self.safety.check, text, "user")
+        except Exception as e:
+            log.error("input safety check failed: %s", e, exc_info=e)
+            raise APIError(500, "the safety check of the input failed", code="safety_check_failed") from e
         if not verdict.blocked:
             return None, None, verdict.language
         info = verdict_info(verdict, "input")
         self.record_block(info)
         return info, self.safety.refusal(verdict.language, verdict.top_category), verdict.language
+
+    def check_moderation(self, texts: list[str]) -> None:
+        """Bounds on one /v1/moderations request: each input costs a filter pass."""
+        most, chars = self.limits.max_moderation_inputs, self.limits.max_moderation_chars
+        if len(texts) > most:
+            raise APIError(
+                400, f"{len(texts)} inputs; this server moderates at most {most} per request", param="input"
+            )
+        for i, text in enumerate(texts):
+            try:
+                utf8_text(text)
+            except ValueError as e:
+                raise APIError(400, f"input[{i}] {e}", param="input") from None
+        total = sum(len(t) for t in texts)
+        if total > chars:
+            raise APIError(
+                400,
+                f"inputs hold {total} characters; this server moderates at most {chars} per request",
+                param="input",
+            )
 
     def record_block(self, info: dict) -> None:
         self.metrics.safety_blocks.labels(
@@ -284,6 +373,11 @@ class OpenAIServing:
 
     def deadline(self, started: float) -> float:
         return started + self.limits.request_timeout_s
+
+    def require_engine(self) -> None:
+        """503 at once, before any work, when the engine has died (``/health`` says so too)."""
+        if not engine_healthy(self.engine):
+            raise engine_unavailable()
 
     def new_generation(
         self,
@@ -313,7 +407,12 @@ async def with_deadline(events: AsyncIterator, deadline: float) -> AsyncIterator
     except (TimeoutError, asyncio.TimeoutError):  # distinct types before Python 3.11
         raise APIError(504, "request timed out; generation aborted", code="timeout") from None
     finally:
-        await iterator.aclose()
+        # When the client goes away, Starlette's cancel scope can interrupt wait_for while it still
+        # waits for the cancelled step to wind down: the events are then still running in that step,
+        # which closes them itself (their `finally` aborts the engine requests). aclose() would raise
+        # "asynchronous generator is already running" over the cancellation (seen under load).
+        if not getattr(iterator, "ag_running", False):
+            await iterator.aclose()
 
 
 __all__ = [
@@ -323,6 +422,7 @@ __all__ = [
     "ChoiceEvent",
     "with_deadline",
     "sse_event",
-    "sse_stream",
+    "SSEStream",
+    "as_api_error",
     "SSE_DONE",
 ]

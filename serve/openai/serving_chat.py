@@ -21,7 +21,7 @@ from serve.openai.protocol import (
     Usage,
     random_id,
 )
-from serve.openai.serving import Generation, OpenAIServing, sse_stream, with_deadline
+from serve.openai.serving import Generation, OpenAIServing, SSEStream, with_deadline
 
 
 def chat_logprobs(items: list[TokenLogprob] | None) -> ChatLogprobs | None:
@@ -143,10 +143,10 @@ async def chat_full(serving: OpenAIServing, plan: ChatPlan, deadline: float) -> 
     )
 
 
-def chat_stream(serving: OpenAIServing, plan: ChatPlan, deadline: float) -> AsyncIterator[str]:
+def chat_stream(serving: OpenAIServing, plan: ChatPlan, deadline: float) -> SSEStream:
     """SSE: a role chunk per choice, content chunks, finish chunks, usage if asked, ``[DONE]``."""
     usage = (lambda: plan.chunk([], usage=plan.usage())) if plan.request.include_usage() else None
-    return sse_stream(chat_chunks(serving, plan, deadline), usage)
+    return SSEStream(chat_chunks(serving, plan, deadline), usage, serving.engine)
 
 
 async def chat_chunks(

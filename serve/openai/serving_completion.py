@@ -15,7 +15,7 @@ from serve.openai.protocol import (
     Usage,
     random_id,
 )
-from serve.openai.serving import Generation, OpenAIServing, sse_stream, with_deadline
+from serve.openai.serving import Generation, OpenAIServing, SSEStream, with_deadline
 
 
 def completion_logprobs(items: list[TokenLogprob] | None, offset: int) -> CompletionLogprobs | None:
@@ -43,14 +43,18 @@ class CompletionPlan:
         self.request = request
         self.adapter = serving.resolve_adapter(request.model)
         tok = serving.engine.tokenizer
+        vocab = len(tok)
+        for i, p in enumerate(prompts):  # before anything decodes them: the tokenizer overflows
+            bad = next((t for t in p if not 0 <= t < vocab), None) if isinstance(p, list) else None
+            if bad is not None:
+                where = "prompt" if isinstance(request.prompt[0], int) else f"prompt[{i}]"
+                raise APIError(
+                    400, f"{where} holds token id {bad}; this model's ids are 0..{vocab - 1}", param="prompt"
+                )
         self.prompt_ids = [p if isinstance(p, list) else encode_text(tok, p) for p in prompts]
         self.prompt_texts = [
             tok.decode(p, skip_special_tokens=True) if isinstance(p, list) else p for p in prompts
         ]
-        vocab = len(tok)
-        for ids in self.prompt_ids:
-            if any(not 0 <= t < vocab for t in ids):
-                raise APIError(400, f"prompt token ids must be in 0..{vocab - 1}", param="prompt")
         self.max_tokens = min(serving.max_tokens(request, len(ids)) for ids in self.prompt_ids)
         self.safety: dict | None = None  # set with the refusal when the input check blocks
         self.refusal: str | None = None
@@ -128,10 +132,10 @@ async def completion_full(
     )
 
 
-def completion_stream(serving: OpenAIServing, plan: CompletionPlan, deadline: float) -> AsyncIterator[str]:
+def completion_stream(serving: OpenAIServing, plan: CompletionPlan, deadline: float) -> SSEStream:
     """SSE: the echoed prompts if asked, text chunks, finish chunks, usage if asked, ``[DONE]``."""
     usage = (lambda: plan.chunk([], usage=plan.usage())) if plan.request.include_usage() else None
-    return sse_stream(completion_chunks(serving, plan, deadline), usage)
+    return SSEStream(completion_chunks(serving, plan, deadline), usage, serving.engine)
 
 
 async def completion_chunks(

@@ -2,13 +2,15 @@
 
     crossling ui --base-url http://127.0.0.1:8000/v1 --api-key KEY --port 7860
 
-The key defaults to $CROSSLING_API_KEY, then $OPENAI_API_KEY. ``crossling serve`` mounts the same
+The key defaults to $CROSSLING_API_KEY, then $OPENAI_API_KEY. Listening beyond loopback (``--host``)
+with a key, the page asks for that key first (Gradio's login). ``crossling serve`` mounts the same
 page at ``/ui`` itself; this command is for pointing the UI at another server. No YAML config: the
 few settings are flags (``CONFIGS`` is empty).
 """
 
 from __future__ import annotations
 
+import hmac
 import os
 import sys
 from dataclasses import dataclass, field
@@ -50,7 +52,30 @@ def main(argv: list[str] | None = None) -> int:
 
     print("crossling ui: loading the language identifier (for Answer in: Auto)…", flush=True)
     warm_up_language_id(wait=True)
-    demo = build_ui(cfg.base_url, resolve_api_key(cfg.api_key))
+    key = resolve_api_key(cfg.api_key)
+    demo = build_ui(cfg.base_url, key)
     print(f"crossling ui: chat page on http://{cfg.host}:{cfg.port}/ talking to {cfg.base_url}", flush=True)
-    demo.queue().launch(server_name=cfg.host, server_port=cfg.port, css=CSS, show_error=True, quiet=True)
+    demo.queue().launch(
+        server_name=cfg.host,
+        server_port=cfg.port,
+        css=CSS,
+        show_error=True,
+        quiet=True,
+        **login_required(cfg.host, key),
+    )
     return 0
+
+
+def login_required(host: str, key: str | None) -> dict:
+    """Gradio's login when the page is reachable from other machines and holds a key: the page uses
+    that key, so whoever opens it must know it (any user name, the key as password)."""
+    if not key or host in ("127.0.0.1", "localhost", "::1"):
+        return {}
+
+    def check(_user: str, password: str) -> bool:
+        return hmac.compare_digest(password.encode(), key.encode())
+
+    return {
+        "auth": check,
+        "auth_message": "Log in with the API key this page was started with (any user name).",
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from serve.ui import answer_language
-from serve.ui.cli import DEFAULT_BASE_URL, parse, resolve_api_key
+from serve.ui.cli import DEFAULT_BASE_URL, login_required, parse, resolve_api_key
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,35 @@ def test_cli_defaults_and_key_from_environment(monkeypatch):
     monkeypatch.setenv("CROSSLING_API_KEY", "from-crossling")
     assert resolve_api_key(None) == "from-crossling"
     assert resolve_api_key("flag") == "flag"
+
+
+def test_standalone_ui_beyond_loopback_asks_for_its_key(monkeypatch):
+    """``crossling ui --host 0.0.0.0`` with a key: Gradio's login takes that key (any user name) and
+    nothing else; on loopback, or without a key to protect, there is no login."""
+    import socket
+
+    import gradio as gr
+    import httpx
+
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from the test
+    assert login_required("127.0.0.1", "k") == {} and login_required("0.0.0.0", None) == {}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with gr.Blocks() as demo:
+        gr.Markdown("hi")
+    auth = login_required("0.0.0.0", "sk-ui-standalone")  # launched on loopback here, for the test
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **auth)
+    try:
+        base = demo.local_url
+        assert httpx.get(base + "config", timeout=30).status_code == 401
+        with httpx.Client(base_url=base, timeout=30) as browser:
+            wrong = browser.post("login", data={"username": "anyone", "password": "sk-wrong"})
+            assert wrong.status_code == 400 and browser.get("config").status_code == 401
+            right = browser.post("login", data={"username": "anyone", "password": "sk-ui-standalone"})
+            assert right.status_code == 200 and browser.get("config").status_code == 200
+    finally:
+        demo.close()
 
 
 def test_cli_help_through_the_front_door(capsys):

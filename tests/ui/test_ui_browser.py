@@ -1,6 +1,6 @@
 """End to end in real headless Chromium (Debian's, driven by Playwright) against the real crossling
 server (``serve.app.create_app``: tiny model, transformers engine, API key, and a stand-in safety
-filter) with the UI mounted at ``/ui``: type in a non-Latin script, watch the reply stream in, press
+filter) with the UI mounted at ``/ui`` behind its key (the login page first): type in a non-Latin script, watch the reply stream in, press
 stop (the server counts the abort), switch the answer language, retry, undo; an unknown model and a
 blocked request show as notes; every script on the page is drawn with real glyphs, not tofu.
 Screenshots go to ``test-artifacts/ui/``. Needs ``scripts/install_browser.sh`` (chromium + Noto fonts).
@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from ui_browser import CHROMIUM, close_chromium, launch_chromium, platform_fonts, tofu_check
+from ui_browser import CHROMIUM, close_chromium, launch_chromium, log_in, platform_fonts, tofu_check
 from ui_fake_openai import free_port, serve_in_thread
 
 from safety.verdict import Verdict
@@ -141,6 +141,10 @@ def page(ui):
         pg = context.new_page()
         pg.set_default_timeout(30_000)
         pg.goto(ui["url"], wait_until="load")
+        # the UI is behind the server's keys: first the login page, which refuses a wrong key
+        log_in(pg, "not-a-key")
+        pg.wait_for_selector("text=That is not an API key of this server.")
+        log_in(pg, API_KEY)
         pg.wait_for_selector("#crossling-input textarea")
         pg.wait_for_function(
             "() => document.querySelector('#crossling-status')?.innerText.includes('model(s)')"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ui_browser import CHROMIUM, close_chromium, launch_chromium, platform_fonts
+from ui_browser import CHROMIUM, close_chromium, launch_chromium, log_in, platform_fonts
 from ui_fake_openai import free_port
 
 pytestmark = [
@@ -24,13 +24,14 @@ pytestmark = [
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "ui"
 QUESTION = "বাংলাদেশের রাজধানীর নাম কী?"  # "What is the capital of Bangladesh?"
+KEY = "ui-default-model-key"
 
 
 @pytest.fixture(scope="module")
 def served(default_model_dir):
     """``crossling serve configs/serve/transformers.yaml`` on a free port; yields the printed UI URL."""
     port = free_port()
-    env = dict(os.environ, CROSSLING_API_KEYS="ui-default-model-key")
+    env = dict(os.environ, CROSSLING_API_KEYS=KEY)
     cmd = [sys.executable, "-m", "crossling", "serve", "configs/serve/transformers.yaml", "--port", str(port)]
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -74,6 +75,7 @@ def test_default_model_answers_in_the_browser(served):
             page = context.new_page()
             page.set_default_timeout(180_000)
             page.goto(served, wait_until="load")
+            log_in(page, KEY)
             page.wait_for_function(
                 "() => document.querySelector('#crossling-status')?.innerText.includes('model(s)')"
             )

@@ -6,6 +6,8 @@ Two independent checks, both in the real browser:
   drew how many of its glyphs (``CSS.getPlatformFontsForNode``);
 - ``renders_like_tofu``: a canvas draws the sample and a string of unassigned code points (which
   can only be drawn as .notdef boxes) and compares the pixels.
+
+``log_in`` gets past the key check in front of the server's UI.
 """
 
 from __future__ import annotations
@@ -96,3 +98,10 @@ def tofu_check(page, sample: str, selector: str = "body") -> dict:
         selector,
     )
     return page.evaluate(_CANVAS_JS, [sample, font])
+
+
+def log_in(page, key: str) -> None:
+    """The server's UI asks for an API key first (``serve.ui.login``): type it and submit."""
+    page.wait_for_selector("#crossling-login-key")
+    page.fill("#crossling-login-key", key)
+    page.click("#crossling-login-submit")
