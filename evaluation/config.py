@@ -29,11 +29,13 @@ class ModelSpec:
     )
     base_url: str | None = _help("OpenAI-compatible endpoint, e.g. http://localhost:8000/v1", default=None)
     api_key: str | None = _help("API key for the endpoint (else $OPENAI_API_KEY)", default=None)
-    backend: str = _help("auto | transformers | vllm | endpoint (auto: endpoint if base_url)", default="auto")
+    backend: str = _help(
+        "auto | transformers | vllm | llamacpp | endpoint (auto: endpoint if base_url)", default="auto"
+    )
 
     def __post_init__(self) -> None:
-        if self.backend not in ("auto", "transformers", "vllm", "endpoint"):
-            raise ValueError(f"model {self.name!r}: backend must be auto|transformers|vllm|endpoint")
+        if self.backend not in ("auto", "transformers", "vllm", "llamacpp", "endpoint"):
+            raise ValueError(f"model {self.name!r}: backend must be auto|transformers|vllm|llamacpp|endpoint")
 
 
 @dataclass
@@ -49,7 +51,8 @@ class EvalConfig:
         default=False,
     )
     tasks: list[str] = _help(
-        f"tasks to run, from {', '.join(TASK_NAMES)}", default_factory=lambda: list(TASK_NAMES)
+        f"tasks to run, from {', '.join(TASK_NAMES)}",
+        default_factory=lambda: [t for t in TASK_NAMES if t != "held_out"],
     )
     languages: list[str] = _help("languages (BCP-47 codes)", default_factory=lambda: list(DEMO_LANGUAGES))
 
@@ -57,7 +60,9 @@ class EvalConfig:
         "held-out open prompts (JSONL)", default="data/eval_prompts/open_prompts.jsonl"
     )
     fidelity_native: int = _help("native prompts per language (asked and answered in it)", default=3)
-    fidelity_cross: int = _help("cross prompts per language (ask in A, answer in B), 0..3", default=1)
+    fidelity_cross: int = _help(
+        "cross prompts per language (ask in A, answer in B; half en→A, half A→en), 0..12", default=1
+    )
     fidelity_max_new_tokens: int = _help("tokens generated per open prompt", default=80)
 
     translation_directions: list[str] = _help("en-xx and/or xx-en", default_factory=lambda: ["en-xx"])
@@ -88,6 +93,13 @@ class EvalConfig:
         default="auto",
     )
     safety_max_new_tokens: int = _help("tokens generated per safety prompt", default=64)
+
+    held_out_data: str = _help(
+        "held_out task: a built dataset folder (its dev.jsonl) or a JSONL of SFT rows",
+        default="data/built/default",
+    )
+    held_out_per_language: int = _help("held_out task: rows per language", default=40)
+    held_out_max_new_tokens: int = _help("held_out task: tokens generated per row", default=64)
 
     reward_report: str | None = _help(
         "align's reward-transfer report JSON (per-language accuracy); read if it exists",
@@ -134,5 +146,5 @@ class EvalConfig:
             parse_pairs(self.win_rates, names)
             if "translation" not in self.tasks:
                 raise ValueError("win_rates compare answers of the translation task: add it to tasks")
-        if not 0 <= self.fidelity_cross <= 3:
-            raise ValueError("fidelity_cross must be 0..3")
+        if not 0 <= self.fidelity_cross <= 12:
+            raise ValueError("fidelity_cross must be 0..12")

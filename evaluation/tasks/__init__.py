@@ -10,7 +10,7 @@ Adding a task: write its module with a ``SPEC``, add it below, and give ``EvalCo
 builder reads. ``evaluation.config.TASK_NAMES``, the runner and the report follow from here.
 """
 
-from evaluation.tasks import language_fidelity, math_reasoning, reward_transfer, safety, translation
+from evaluation.tasks import held_out, language_fidelity, math_reasoning, reward_transfer, safety, translation
 from evaluation.tasks.base import Item, ReportTask, SubtaskScores, Task, TaskSpec
 
 # name as configs write it in `tasks:` -> spec; tasks run, and the report lists them, in this order
@@ -19,6 +19,7 @@ TASKS: dict[str, TaskSpec] = {
     "translation": translation.SPEC,
     "mgsm": math_reasoning.SPEC,
     "safety": safety.SPEC,
+    "held_out": held_out.SPEC,  # dev rows of a built dataset: for choosing, not for reporting
     "reward": reward_transfer.SPEC,
 }
 

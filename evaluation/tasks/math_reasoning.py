@@ -135,10 +135,13 @@ class MathReasoning:
 
 
 def build(cfg: EvalConfig) -> MathReasoning:
-    # cfg.mgsm_direct_max_new_tokens is not passed (the task's 32 holds), as before the registry:
-    # wiring it changes the shipped default config's results (it sets 24).
     return MathReasoning(
-        cfg.languages, cfg.mgsm_variants, cfg.mgsm_problems, cfg.mgsm_shots, cfg.mgsm_max_new_tokens
+        cfg.languages,
+        cfg.mgsm_variants,
+        cfg.mgsm_problems,
+        cfg.mgsm_shots,
+        cfg.mgsm_max_new_tokens,
+        direct_max_new_tokens=cfg.mgsm_direct_max_new_tokens,
     )
 
 

@@ -1,0 +1,101 @@
+"""Held-out rows of a built dataset: the split to *choose* a model or a data mix on.
+
+Evaluation sets (NTREX test, MGSM test, MultiJail, the open prompts) measure and are reported once;
+choices are made here, on the ``dev`` rows ``crossling data build`` kept out of training
+(``data/built/<name>/dev.jsonl``). Every row's conversation up to its last answer is the prompt and
+its recipe says what to score:
+
+- every row: ``fidelity``, the answer is in the row's ``lang`` (``crossling.langid``);
+- ``translation_following`` rows: corpus ``chrf`` against the row's own answer, per target language;
+- ``safety`` rows: ``refusal`` where the reference answer refuses (a harmful request), else
+  ``over_refusal`` (a benign request, often a look-alike).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from crossling.errors import DataError
+from crossling.generation import clean_translation
+from crossling.langid import in_language
+from crossling.loaders import read_records
+from evaluation.metrics import is_refusal, translation_intervals, translation_scores
+from evaluation.tasks.base import Item, SubtaskScores, TaskSpec, group_means, language_mean, set_intervals
+from safety import refusal_text
+
+if TYPE_CHECKING:  # for annotations only: evaluation.config imports the task registry
+    from evaluation.config import EvalConfig
+
+SUBTASK, CHRF = "dev_rows", "dev_translation"  # neither name is a prefix of the other (report columns)
+
+
+def _refusals(lang: str) -> list[str]:
+    return [refusal_text(lang), refusal_text(lang, "self_harm")]
+
+
+@dataclass
+class HeldOut:
+    data: str  # a built dataset folder (dev.jsonl) or a JSONL file of SFT rows
+    languages: list[str]
+    per_language: int = 40
+    max_new_tokens: int = 64
+    name: str = "held_out"
+
+    def items(self) -> list[Item]:
+        path = Path(self.data)
+        path = path / "dev.jsonl" if path.is_dir() else path
+        if not path.is_file():
+            raise DataError(f"held-out rows not found: {path} (build the data first: `make data`)")
+        rows = read_records(path, required=("messages", "lang", "recipe"))
+        taken: dict[str, int] = {}
+        items = []
+        for row in rows:
+            lang = row["lang"]
+            if lang not in self.languages or taken.get(lang, 0) >= self.per_language:
+                continue
+            taken[lang] = taken.get(lang, 0) + 1
+            *prompt, answer = row["messages"]
+            items.append(Item(id=f"{path.name}:{row['_line']}", subtask=SUBTASK, lang=lang, messages=prompt,
+                              ref={"recipe": row["recipe"], "answer": answer["content"]},
+                              max_new_tokens=self.max_new_tokens))  # fmt: skip
+        return items
+
+    def score(self, items: list[Item], outputs: list[str]) -> tuple[list[dict], SubtaskScores]:
+        records, pairs = [], {}
+        for item, out in zip(items, outputs, strict=True):
+            rec = {"id": item.id, "subtask": SUBTASK, "lang": item.lang, "recipe": item.ref["recipe"],
+                   "prompt": item.messages[-1]["content"], "output": out, "fidelity": float(in_language(out, item.lang))}  # fmt: skip
+            if item.ref["recipe"] == "safety":
+                harmful = is_refusal(item.ref["answer"], _refusals(item.lang))
+                rec["refusal" if harmful else "over_refusal"] = float(is_refusal(out, _refusals(item.lang)))
+            if item.ref["recipe"] == "translation_following":
+                hyps, refs = pairs.setdefault(item.lang, ([], []))
+                hyps.append(clean_translation(out))
+                refs.append(item.ref["answer"])
+            records.append(rec)
+        scores = group_means(records, ["fidelity", "refusal", "over_refusal"])
+        if pairs:
+            per_language = {lang: translation_scores(h, r, lang) for lang, (h, r) in pairs.items()}
+            scores[CHRF] = {"per_language": per_language, "mean": language_mean(per_language, ["chrf"])}
+            per_lang, of_mean = translation_intervals(pairs, {lang: lang for lang in pairs})["chrf"]
+            set_intervals(scores[CHRF], "chrf", per_lang, of_mean)
+        return records, scores
+
+
+def build(cfg: EvalConfig) -> HeldOut:
+    return HeldOut(cfg.held_out_data, cfg.languages, cfg.held_out_per_language, cfg.held_out_max_new_tokens)
+
+
+SPEC = TaskSpec(
+    build,
+    columns={
+        CHRF: [("chrf", "chrF (dev rows)", False)],
+        SUBTASK: [
+            ("fidelity", "fidelity (dev rows)", True),
+            ("refusal", "refusal (dev rows)", True),
+            ("over_refusal", "over-refusal (dev rows)", True),
+        ],  # fmt: skip
+    },
+)
