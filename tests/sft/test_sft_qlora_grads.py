@@ -31,7 +31,7 @@ from sft.modeling import load_model_for_training  # noqa: E402
 def _dequantized_reference(model) -> nn.Module:
     ref = copy.deepcopy(model)
     swapped = 0
-    for name, module in list(ref.named_modules()):
+    for _name, module in list(ref.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, bnb.nn.Linear4bit):
                 weight = bnb.functional.dequantize_4bit(child.weight.data, child.weight.quant_state)
