@@ -12,7 +12,7 @@ shipped default) or ``configs/safety/semantic_train.yaml`` (Gemma 3 270M hidden 
 3. Selection, on OUR data only: 20 % of the phrase groups (and of the extra benign text) are held
    out; for every layer a harm head is fitted on the rest, and the threshold is the one that keeps
    held-out benign FPR at ``target_fpr``. The layer with the best held-out recall there wins.
-   MultiJail and ``data/safety/benign_eval.source.yaml`` are never read here.
+   MultiJail and the benign evaluation sets (``data/safety/benign_eval/``) are never read here.
 4. The chosen layer's heads are refitted on everything and written with the threshold, the model
    name and the layer recorded in the file.
 """
