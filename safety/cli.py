@@ -7,6 +7,11 @@
   ``configs/safety/encoder_train.yaml``, or an LM's hidden states), pick the layer and threshold on
   held-out seed groups, and write the heads (``data/safety/encoder_model.npz``; see
   ``safety.semantic_train``).
+- ``train-guard [CONFIG]``: fine-tune the guard model (multilingual-e5-small's top layers + heads) on the
+  seed, the written prompts and the public sets, calibrate its thresholds on held-out groups and write
+  ``data/safety/guard_model.npz`` (``configs/safety/guard_train.yaml``; see ``safety.guard_train``).
+- ``import-public``: copy XSafety, RTP-LX, XSTest and SIB-200 from ``../shared/safety_public`` into
+  ``data/safety_public/`` with their licences (``safety.public_data``).
 - ``check CONFIG TEXT...``: print the verdict for each text (policy from CONFIG).
 """
 
@@ -21,6 +26,8 @@ from crossling.config import CliArgs, Verb, configs_of, parse_cli
 from safety.classifier import TrainSettings, heldout_harm, save, seed_hash, threshold_at_fpr, train_calibrated
 from safety.config import SafetyConfig
 from safety.filter import SafetyFilter
+from safety.guard_train import GuardTrainConfig, train_guard
+from safety.public_data import UPSTREAM_DIR, import_public
 from safety.seed import SEED_PATH, build_seed, load_seed
 from safety.semantic_train import SemanticTrainConfig, train_semantic
 
@@ -53,6 +60,8 @@ VERBS: dict[str, Verb] = {
     "build-seed": Verb(None, "expand data/safety/source/*.yaml into data/safety/seed.jsonl"),
     "train": Verb(TrainConfig, "train the built-in classifier"),
     "train-semantic": Verb(SemanticTrainConfig, "train the semantic stage's heads"),
+    "train-guard": Verb(GuardTrainConfig, "fine-tune and calibrate the guard model"),
+    "import-public": Verb(None, "copy the public safety sets into data/safety_public/"),
     "check": Verb(SafetyConfig, "print verdicts for texts (policy from CONFIG)", args="TEXT..."),
 }
 CONFIGS: dict[str, type] = configs_of(VERBS)
@@ -111,6 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if cli.verb == "train":
         return _train(cli.config)
+    if cli.verb == "train-guard":
+        train_guard(cli.config, command=cli.command)
+        return 0
+    if cli.verb == "import-public":
+        counts = import_public(UPSTREAM_DIR)
+        print("imported " + ", ".join(f"{k}: {v} rows" for k, v in counts.items()))
+        return 0
     if cli.verb == "train-semantic":
         train_semantic(cli.config)
         return 0

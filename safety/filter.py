@@ -1,4 +1,5 @@
-"""``SafetyFilter``: normalise → language → classify → [semantic stage] → guards → policy → ``Verdict``.
+"""``SafetyFilter``: normalise → language → n-gram classifier → guard model → [semantic] → guards →
+policy → ``Verdict``.
 
 A plain object with no web code, shared by the server (input check and windowed output check),
 ``/v1/moderations``, the data recipes' checks and ``bench/safety_eval.py``. Thread-safe for reads:
@@ -17,6 +18,7 @@ from crossling.config import load_config
 from safety.categories import CATEGORY_IDS
 from safety.classifier import MODEL_PATH, HazardClassifier, load_or_train
 from safety.config import SafetyConfig
+from safety.guard_model import GuardStage, build_guard_stage
 from safety.guards import Guard, GuardError, build_guards
 from safety.normalize import normalize
 from safety.refusals import refusal_text
@@ -30,6 +32,14 @@ _SEVERITY = {"allow": 0, "flag": 1, "block": 2}
 # languages lingua cannot identify; our own language model decides them when it is confident
 _UNSUPPORTED_BY_LINGUA = ("jv", "ha")
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？।۔\n])\s*")
+# control characters (not tab/newline): they carry no meaning, and NUL cut texts short in C encoders
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_WIDE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
+def letter_count(text: str) -> int:
+    """Letters in ``text``; a Han, kana or Hangul character counts 2 (one is often a whole word)."""
+    return sum(ch.isalpha() for ch in text) + len(_WIDE.findall(text))
 
 
 class SafetyFilter:
@@ -41,6 +51,7 @@ class SafetyFilter:
         classifier: HazardClassifier | None = None,
         guards: list[Guard] | None = None,
         semantic: SemanticStage | None = None,
+        guard_model: GuardStage | None = None,
     ):
         self.config = config or SafetyConfig()
         self.classifier = classifier or load_or_train(
@@ -49,6 +60,10 @@ class SafetyFilter:
         self.guards = build_guards(self.config.guards, self) if guards is None else guards
         # None when disabled or when its LM/heads are not available (it is optional)
         self.semantic = semantic if semantic is not None else build_semantic(self.config.semantic)
+        # the fine-tuned guard model (None when disabled or not loadable: the n-gram stage decides)
+        self.guard_model = (
+            guard_model if guard_model is not None else build_guard_stage(self.config.guard_model)
+        )
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> SafetyFilter:
@@ -59,6 +74,9 @@ class SafetyFilter:
         langid.detect("warm up the language detector")
         if self.semantic is not None:  # torch's first CPU forward pass is ~10x slower than later ones
             self.semantic.raw_score("warm up the semantic stage")
+        if self.guard_model is not None:
+            for _ in range(3):
+                self.guard_model.model.score(["warm up the guard model"])
 
     # --- stages ----------------------------------------------------------------------------------
     def windows(self, text: str) -> list[str]:
@@ -120,22 +138,23 @@ class SafetyFilter:
     # --- the protocol ----------------------------------------------------------------------------
     def check(self, text: str, role: str = "user") -> Verdict:
         t0 = time.perf_counter()
-        if not self.config.enabled or not text or not text.strip():
-            return Verdict(False, "allow", dict.fromkeys(CATEGORY_IDS, 0.0), None, _ms(t0))
+        text = _CONTROL.sub(" ", text or "")
+        if not self.config.enabled or letter_count(text) < self.config.min_letters:
+            # too short to mean anything ("a", "b", "?"): nothing a classifier could judge
+            notes = ["too short to score"] if text.strip() and self.config.enabled else []
+            return Verdict(
+                False, "allow", dict.fromkeys(CATEGORY_IDS, 0.0), None, _ms(t0), role=role, notes=notes
+            )
         harm, cats = self.scores(text)
         lang = self.language(text, normalize(text[:1000]))
         notes: list[str] = []
-        sem = self.config.semantic
-        if self.semantic is not None and sem.applies(lang, harm, role):
-            # scores are mapped onto the policy's scale, then merged by max like the guards' scores
-            # a long text is embedded by its sentences, ranked here (short texts need no ranking)
-            windows = self.ranked_sentences(text) if self.semantic.splits(text) else None
-            s_harm, s_cats = self.semantic.score(
-                text, policy_threshold=self.config.threshold, windows=windows
-            )
-            notes.append(f"semantic: harm {s_harm:.3f}")
-            for cat, score in s_cats.items():
-                cats[cat] = max(cats.get(cat, 0.0), score)
+        gm = self.config.guard_model
+        if self.guard_model is not None and gm.applies(role):
+            windows = self.ranked_sentences(text) if self.guard_model.splits(text) else None
+            g_harm, g_cats = self.guard_model.score(text, lang, self.config.threshold, windows)
+            notes.append(f"guard model: harm {g_harm:.3f}")
+            cats = g_cats if gm.replaces_ngram else {c: max(cats[c], g_cats[c]) for c in cats}
+        self._semantic(text, lang, harm, role, cats, notes)
         for guard in self.guards:
             if not guard.applies(lang, harm, self.config):
                 continue
@@ -148,6 +167,20 @@ class SafetyFilter:
                 if self.config.on_guard_error == "closed":
                     return self._verdict(cats, lang, t0, role, notes, forced="guard_unavailable")
         return self._verdict(cats, lang, t0, role, notes)
+
+    def _semantic(
+        self, text: str, lang: str | None, harm: float, role: str, cats: dict[str, float], notes: list[str]
+    ) -> None:
+        """The optional frozen-encoder stage: its scores merge into ``cats`` by max."""
+        if self.semantic is None or not self.config.semantic.applies(lang, harm, role):
+            return
+        # scores are mapped onto the policy's scale, then merged by max like the guards' scores
+        # a long text is embedded by its sentences, ranked here (short texts need no ranking)
+        windows = self.ranked_sentences(text) if self.semantic.splits(text) else None
+        s_harm, s_cats = self.semantic.score(text, policy_threshold=self.config.threshold, windows=windows)
+        notes.append(f"semantic: harm {s_harm:.3f}")
+        for cat, score in s_cats.items():
+            cats[cat] = max(cats.get(cat, 0.0), score)
 
     def _verdict(
         self,

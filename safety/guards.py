@@ -2,9 +2,12 @@
 
 - ``openai_moderation``: any OpenAI-compatible ``POST /moderations`` (OpenAI's, or another crossling
   server's); OpenAI category names map onto ours.
-- ``chat_guard``: any OpenAI-compatible chat endpoint serving a guard model, prompted in the Llama
-  Guard 3 format (``safe`` / ``unsafe\\nS1,S9``); S-codes map onto our categories.
-- ``hf_guard``: the same prompt and parsing with a local Hugging Face guard model (transformers).
+- ``chat_guard``: any OpenAI-compatible chat endpoint serving a guard model, in one of two formats
+  (``format``): Llama Guard 3 (our prompt; ``safe`` / ``unsafe\\nS1,S9``, S-codes map onto our
+  categories) or Qwen3Guard-Gen (the text itself as the message, the model's own chat template holds
+  the policy; ``Safety: Safe|Unsafe|Controversial\\nCategories: ...``). ``auto`` prompts by the model
+  name and parses whichever format comes back.
+- ``hf_guard``: the same prompts and parsing with a local Hugging Face guard model (transformers).
 - ``pivot_translate``: a chat endpoint translates the text into a pivot language (English by
   default), and the built-in classifier scores the translation too — for languages the classifier
   is weak on.
@@ -70,6 +73,64 @@ def llama_guard_prompt(text: str, role: str = "user") -> str:
         " - First line must read 'safe' or 'unsafe'.\n"
         " - If unsafe, a second line must include a comma-separated list of violated categories."
     )
+
+
+# Qwen3Guard-Gen's categories (its model card) -> ours. Politically sensitive topics, copyright and
+# jailbreak attempts have no category of their own here: they count as non-violent crimes.
+QWEN3GUARD_CATEGORIES: dict[str, str] = {
+    "Violent": "violent_crimes", "Non-violent Illegal Acts": "nonviolent_crimes",
+    "Sexual Content or Sexual Acts": "sexual_content", "PII": "privacy", "Suicide & Self-Harm": "self_harm",
+    "Unethical Acts": "hate", "Politically Sensitive Topics": "nonviolent_crimes",
+    "Copyright Violation": "nonviolent_crimes", "Jailbreak": "nonviolent_crimes",
+}  # fmt: skip
+_QWEN3GUARD_SAFETY = re.compile(r"Safety:\s*(Safe|Unsafe|Controversial)", re.IGNORECASE)
+_QWEN3GUARD_CATEGORY = re.compile(
+    "|".join(re.escape(c) for c in sorted(QWEN3GUARD_CATEGORIES, key=len)[::-1])
+)
+
+
+def parse_qwen3guard(
+    output: str, controversial: str = "safe", fallback_category: str = "nonviolent_crimes"
+) -> dict[str, float]:
+    """Qwen3Guard-Gen output -> our category scores. ``Safety: Safe`` -> {}; ``Safety: Unsafe`` with
+    ``Categories: Violent`` -> {violent_crimes: 1}; ``Controversial`` counts as ``controversial`` says
+    (Qwen's "loose" mode: safe; "strict": unsafe). No ``Safety:`` line at all is a GuardError."""
+    m = _QWEN3GUARD_SAFETY.search(output)
+    if m is None:
+        raise GuardError(f"unparseable Qwen3Guard output: {output[:80]!r}")
+    level = m.group(1).capitalize()
+    if level == "Safe" or (level == "Controversial" and controversial == "safe"):
+        return {}
+    line = next((ln for ln in output.splitlines() if ln.strip().lower().startswith("categories")), "")
+    cats = {QWEN3GUARD_CATEGORIES[c] for c in _QWEN3GUARD_CATEGORY.findall(line)} or {fallback_category}
+    return dict.fromkeys(cats, 1.0)
+
+
+def guard_format(config: GuardConfig) -> str:
+    """The format a guard is prompted in: the config's, or for ``auto`` the model's name decides."""
+    if config.format != "auto":
+        return config.format
+    return "qwen3guard" if "qwen3guard" in (config.model or "").lower().replace("-", "") else "llama_guard"
+
+
+def guard_messages(text: str, role: str, fmt: str) -> list[dict[str, str]]:
+    """The chat messages that ask a guard model about ``text``. Qwen3Guard-Gen reads the conversation
+    itself (its chat template holds the policy); for model output we have no user turn to show it."""
+    if fmt == "qwen3guard":
+        if role == "assistant":
+            return [
+                {"role": "user", "content": "(user message not shown)"},
+                {"role": "assistant", "content": text},
+            ]
+        return [{"role": "user", "content": text}]
+    return [{"role": "user", "content": llama_guard_prompt(text, role)}]
+
+
+def parse_guard_output(output: str, controversial: str = "safe") -> dict[str, float]:
+    """Either format, recognised by its content (a ``Safety:`` line is Qwen3Guard's)."""
+    if _QWEN3GUARD_SAFETY.search(output):
+        return parse_qwen3guard(output, controversial)
+    return parse_llama_guard(output)
 
 
 def parse_llama_guard(output: str, fallback_category: str = "nonviolent_crimes") -> dict[str, float]:
@@ -147,9 +208,8 @@ class OpenAIModerationGuard(Guard):
 
 class ChatGuard(Guard):
     def scores(self, text: str, lang: str | None, role: str) -> dict[str, float]:
-        return parse_llama_guard(
-            self._chat([{"role": "user", "content": llama_guard_prompt(text, role)}], 20)
-        )
+        out = self._chat(guard_messages(text, role, guard_format(self.config)), 32)
+        return parse_guard_output(out, self.config.controversial)
 
 
 class HFGuard(Guard):
@@ -174,15 +234,16 @@ class HFGuard(Guard):
         if self._model is None:
             self._load()
         tok, model = self._tok, self._model
-        prompt = llama_guard_prompt(text, role)
+        messages = guard_messages(text, role, guard_format(self.config))
         if getattr(tok, "chat_template", None):
-            ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+            ids = tok.apply_chat_template(messages, add_generation_prompt=True,
                                           return_tensors="pt", return_dict=True)  # fmt: skip
         else:
-            ids = tok(prompt, return_tensors="pt")
+            ids = tok(messages[-1]["content"], return_tensors="pt")
         with torch.inference_mode():
-            out = model.generate(**ids, max_new_tokens=12, do_sample=False)
-        return parse_llama_guard(tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True))
+            out = model.generate(**ids, max_new_tokens=32, do_sample=False)
+        answer = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+        return parse_guard_output(answer, self.config.controversial)
 
 
 class PivotTranslateGuard(Guard):
