@@ -25,7 +25,14 @@ from crossling.errors import ConfigError, DataError
 from crossling.langid import detect
 from crossling.loaders import iter_records
 from data_recipes import mixing
-from data_recipes.gates import DropReport, GateConfig, Gates
+from data_recipes.gates import (
+    QUARANTINED,
+    SURPLUS_NOT_GATED,
+    SURPLUS_NOT_PICKED,
+    DropReport,
+    GateConfig,
+    Gates,
+)
 from data_recipes.recipes import cross_lingual_instructions as cli_recipe
 from data_recipes.recipes import safety as safety_recipe
 from data_recipes.recipes import translation_following as tf_recipe
@@ -35,6 +42,7 @@ from data_recipes.schema import stable_hash, validate_row
 from data_recipes.translator import Translator, TranslatorConfig, translate_problems
 
 DEFAULT_LANGUAGES = ["en", "de", "fr", "es", "ru", "zh", "ja", "ar", "hi", "bn", "sw"]
+LENIENT_HINT = "fix that row, or set lenient: true (--lenient true) to set bad rows aside in quarantine.jsonl"
 
 
 @dataclass
@@ -127,6 +135,24 @@ class BuildConfig:
             raise ValueError("dev_fraction must be in [0, 1)")
         if self.oversample < 1.0:
             raise ValueError("oversample must be >= 1")
+        for name, least in (
+            ("train_examples", 1),
+            ("dev_examples", 0),
+            ("num_proc", 1),
+            ("translate_gsm8k", 0),
+        ):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
+        if self.alpha < 0 or any(w < 0 for w in self.recipe_weights.values()):
+            raise ValueError(
+                f"alpha and recipe_weights must be >= 0, got {self.alpha} and {self.recipe_weights}"
+            )
+        user_weight = mixing.recipe_weight(self.recipe_weights, "user:")
+        if self.extra_sft_files and self.mixing == "weights" and user_weight <= 0:
+            raise ValueError(
+                f"extra_sft_files {self.extra_sft_files}: recipe_weights.user is {user_weight}, so none of "
+                "their rows would be mixed in; set recipe_weights.user > 0 (e.g. 0.25)"
+            )
 
 
 @dataclass
@@ -183,29 +209,48 @@ def _safety_rows(cfg: BuildConfig, report: DropReport) -> list[dict]:
         print(f"warning: safety recipe skipped: {path} not found")
         return []
     quarantine: list[dict] = []
-    seed_rows = safety_recipe.read_seed(path, lenient=cfg.lenient, quarantine=quarantine)
+    seed_rows = safety_recipe.read_seed(path, lenient=cfg.lenient, quarantine=quarantine, hint=LENIENT_HINT)
     for q in quarantine:
         report.add(
-            "quarantined",
-            {"recipe": "safety", "lang": "?", "source": f"{q['file']}:{q['line']}"},
-            q["reason"],
+            QUARANTINED, {"recipe": "safety", "lang": "?", "source": f"{q['file']}:{q['line']}"}, q["reason"]
         )
     return safety_recipe.build(cfg.safety, cfg.languages, cfg.seed, seed_rows=seed_rows)
 
 
 def user_rows(cfg: BuildConfig, quarantine: list[dict]) -> Iterator[dict]:
-    """The user's SFT-schema files, streamed; each row is validated where it is read."""
+    """The user's SFT-schema files, streamed; each row is validated where it is read.
 
+    Every row of a file is mixed as ``user:<file stem>`` (the ``user`` weight), whatever ``recipe`` it
+    carries: rows copied from another build say ``recipe: xcot`` or a name of the user's own, and
+    mixing them under that name gave them that recipe's weight, or none (0 rows out, exit 0). Their
+    own label is kept (``_recipe``) and written back to disk.
+    """
     for path in cfg.extra_sft_files:
-        name = Path(path).stem if not path.startswith("hf:") else path
-        for rec in iter_records(path, check=_user_row_problem, lenient=cfg.lenient, quarantine=quarantine):
-            rec.setdefault("recipe", f"user:{name}")
+        records = iter_records(
+            path, check=_user_row_problem, lenient=cfg.lenient, quarantine=quarantine, hint=LENIENT_HINT
+        )
+        for rec in records:
+            if rec.get("recipe"):
+                rec["_recipe"] = rec["recipe"]
+            rec["recipe"] = user_recipe(path)
             rec.setdefault("source", f"{path}:{rec['_line']}")
             rec.setdefault("src_lang", None)
             rec.setdefault("tgt_lang", None)
             rec["split"] = rec.get("split") or "train"
-            rec["_checks"] = [(m["content"], rec["lang"]) for m in rec["messages"] if m["role"] != "system"]
+            # `lang` is the language of the answer; the instruction may be in any language (a
+            # translation request quotes its source), so only assistant turns are language-checked.
+            # Every turn is still decontaminated.
+            rec["_checks"] = [
+                (m["content"], rec["lang"] if m["role"] == "assistant" else None)
+                for m in rec["messages"]
+                if m["role"] != "system"
+            ]
             yield rec
+
+
+def user_recipe(path: str) -> str:
+    """The mixing name of a user file's rows: ``user:<file stem>`` (``user:hf:NAME:SPLIT`` from the hub)."""
+    return f"user:{path if path.startswith('hf:') else Path(path).stem}"
 
 
 def _user_row_problem(rec: dict) -> str | None:
@@ -245,14 +290,19 @@ def _cell_rng(rngs: dict, seed: int, split: str, cell: tuple[str, str]) -> rando
 
 
 def gate_split(pools: dict, sizes: dict, want: int, cfg: BuildConfig, gates: Gates, desc: str) -> dict:
-    """Cut each cell to ``oversample ×`` its quota, then run the gates over it."""
+    """Cut each cell to ``oversample ×`` its quota, then run the gates over it.
+
+    Rows of a cell that are not gated (beyond the reservoir or the cut) are counted as surplus.
+    """
     shares = mixing.cell_shares(sizes, cfg.alpha, cfg.recipe_weights if cfg.mixing == "weights" else None)
     quota = mixing.quotas(sizes, want, shares)
     todo = []
     for cell in sorted(pools):
         k = math.ceil(cfg.oversample * quota.get(cell, 0)) + 2
         rng = random.Random(f"presample-{cfg.seed}-{desc}-{cell[0]}-{cell[1]}")  # per cell: see mixing.mix
-        todo += rng.sample(pools[cell], min(k, len(pools[cell])))
+        sample = rng.sample(pools[cell], min(k, len(pools[cell])))
+        gates.report.add_count(SURPLUS_NOT_GATED, cell[0], cell[1], sizes[cell] - len(sample))
+        todo += sample
     passed: dict = defaultdict(list)
     for row in gates.filter(tqdm(todo, desc=f"quality gates ({desc})", unit="row", mininterval=1.0)):
         passed[(row["recipe"], row["lang"])].append(row)
@@ -268,15 +318,13 @@ def run(cfg: BuildConfig) -> BuildResult:
     cap = max(1, math.ceil(cfg.oversample * cfg.train_examples))
     pools, sizes = collect(rows, cap, cfg.seed)
     for q in quarantine:
-        report.add(
-            "quarantined", {"recipe": "user", "lang": "?", "source": f"{q['file']}:{q['line']}"}, q["reason"]
-        )
+        where = {"recipe": user_recipe(q["file"]), "lang": "?", "source": f"{q['file']}:{q['line']}"}
+        report.add(QUARANTINED, where, q["reason"])
     _note_missing_languages(cfg, sizes["train"], report)
     if not any(sizes["train"].values()):
         raise DataError(f"no rows were made for languages {cfg.languages}: check the recipes' settings")
     if cfg.gates.langid:
         print("loading the language-ID models (lingua) and the decontamination index ...", flush=True)
-
         detect("warm up the detector")
     gates = Gates(cfg.gates, report)
     weights = cfg.recipe_weights if cfg.mixing == "weights" else None
@@ -285,7 +333,11 @@ def run(cfg: BuildConfig) -> BuildResult:
         passed = gate_split(pools[split], sizes[split], want, cfg, gates, split)
         available[split] = {c: len(v) for c, v in passed.items()}
         chosen, rest = mixing.mix(passed, want, cfg.alpha, cfg.seed, weights)
+        for row in rest:
+            report.add_count(SURPLUS_NOT_PICKED, row["recipe"], row["lang"], 1)
         out[split] = (chosen, rest)
+    report.rows_in = sum(n for cells in sizes.values() for n in cells.values()) + report.total(QUARANTINED)
+    report.rows_out = len(out["train"][0]) + len(out["dev"][0])
     prompts = (
         from_rows(cfg.preference_prompts, out["train"][1], cfg.seed) if cfg.preference_prompts.enabled else []
     )

@@ -18,7 +18,7 @@ import yaml
 from crossling.config import save_config
 from crossling.models import load_tokenizer, resolve_model
 from data_recipes.build import BuildConfig, BuildResult, check_output_dir
-from data_recipes.schema import public
+from data_recipes.schema import card_label, public
 
 SOURCES = [
     ("NTREX-128", "data/ntrex/", "CC BY-SA 4.0", "Federmann et al. 2022, 'NTREX-128 — News Test References for MT Evaluation of 128 Languages'"),
@@ -47,13 +47,13 @@ def token_counts(rows: list[dict], tokenizer_name: str | None) -> dict[str, int]
     for row in rows:
         ids = tok.apply_chat_template(row["messages"], tokenize=True)
         ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
-        counts[row["recipe"]] += len(ids)
+        counts[card_label(row)] += len(ids)
     return dict(counts)
 
 
 def table(rows: list[dict]) -> str:
     """Markdown table of rows per recipe × language."""
-    counts = Counter((r["recipe"], r["lang"]) for r in rows)
+    counts = Counter((card_label(r), r["lang"]) for r in rows)
     recipes = sorted({r for r, _ in counts})
     langs = sorted({lang for _, lang in counts})
     head = "| recipe | " + " | ".join(langs) + " | total |"

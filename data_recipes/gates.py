@@ -1,8 +1,8 @@
 """Quality gates: schema, answer, length, exact/near duplicates, decontamination, language ID.
 
 Every row that fails a gate is counted in a :class:`DropReport` under its reason, recipe and
-language (with a few samples), which the build writes to ``drop_report.json`` and prints: nothing is
-dropped silently. Decontamination is *cross-lingual* (``crossling.decontamination``: every language
+language (with a few samples), and so are quarantined rows and rows the mix did not need; the build
+writes it to ``drop_report.json`` and prints it: nothing is dropped silently. Decontamination is *cross-lingual* (``crossling.decontamination``: every language
 version of every evaluation item is in the index).
 
 Not here: building rows (recipes) or choosing among them (``data_recipes.mixing``).
@@ -73,8 +73,21 @@ class GateConfig:
         )
 
 
+QUARANTINED = "quarantined"
+# Rows that broke no rule but are not in the dataset because the mix needed fewer: counted too, so the
+# headline is every row in minus every row out (a user's 40 rows must not leave 0 and report 2).
+SURPLUS_NOT_GATED = "surplus_not_gated"  # beyond oversample × the cell's quota: never sent to the gates
+SURPLUS_NOT_PICKED = "surplus_not_picked"  # passed the gates; train leftovers feed the preference prompts
+SURPLUS = (SURPLUS_NOT_GATED, SURPLUS_NOT_PICKED)
+
+
 class DropReport:
-    """Counts per reason × recipe × language, plus a few samples per reason."""
+    """Counts per reason × recipe × language, plus a few samples per reason.
+
+    Reasons are the gates' (``malformed``, ``wrong_language``, ...), ``quarantined`` (lenient mode) and
+    the two surplus reasons above. ``rows_in`` / ``rows_out``, set by the build, make the accounting
+    checkable: ``rows_in == rows_out + total()``.
+    """
 
     def __init__(self, samples_per_reason: int = 3) -> None:
         self.counts: dict[str, dict[str, dict[str, int]]] = defaultdict(
@@ -83,6 +96,8 @@ class DropReport:
         self.samples: dict[str, list[dict]] = defaultdict(list)
         self.k = samples_per_reason
         self.notes: list[str] = []
+        self.rows_in: int | None = None
+        self.rows_out: int | None = None
 
     def add(self, reason: str, row: dict, detail: str = "") -> None:
         recipe, lang = str(row.get("recipe", "?")), str(row.get("lang", "?"))
@@ -92,13 +107,27 @@ class DropReport:
                 {"source": row.get("source"), "recipe": recipe, "lang": lang, "detail": detail[:300]}
             )
 
+    def add_count(self, reason: str, recipe: str, lang: str, n: int) -> None:
+        """``n`` rows of one cell dropped for ``reason``, without samples (the surplus reasons)."""
+        if n > 0:
+            self.counts[reason][recipe][lang] += n
+
     def total(self, reason: str | None = None) -> int:
         reasons = [reason] if reason else list(self.counts)
         return sum(n for r in reasons for per in self.counts.get(r, {}).values() for n in per.values())
 
+    def by_kind(self) -> dict[str, int]:
+        """Dropped rows as failed a quality gate / quarantined / surplus to the mix."""
+        surplus = sum(self.total(r) for r in SURPLUS)
+        quarantined = self.total(QUARANTINED)
+        return {"gates": self.total() - surplus - quarantined, "quarantined": quarantined, "surplus": surplus}
+
     def to_dict(self) -> dict[str, Any]:
         return {
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
             "total_dropped": self.total(),
+            "by_kind": self.by_kind(),
             "by_reason": {r: self.total(r) for r in sorted(self.counts)},
             "by_reason_recipe_lang": {
                 r: {k: dict(v) for k, v in per.items()} for r, per in sorted(self.counts.items())
@@ -108,10 +137,20 @@ class DropReport:
         }
 
     def to_text(self) -> str:
-        if not self.counts:
-            return "drop report: nothing dropped"
-        lines = [f"drop report: {self.total()} rows dropped"]
+        kinds = self.by_kind()
+        of = f" of {self.rows_in}" if self.rows_in is not None else ""
+        kept = f"; {self.rows_out} kept" if self.rows_out is not None else ""
+        lines = [
+            f"drop report: {self.total()}{of} rows dropped ({kinds['gates']} failed a quality gate, "
+            f"{kinds['quarantined']} quarantined, {kinds['surplus']} surplus to the mix){kept}"
+        ]
         for reason in sorted(self.counts):
+            if reason in SURPLUS:  # by design for the recipes' large pools: per recipe is enough here
+                per_recipe = ", ".join(
+                    f"{r} {sum(per.values())}" for r, per in sorted(self.counts[reason].items())
+                )
+                lines.append(f"  {reason}: {self.total(reason)} ({per_recipe})")
+                continue
             lines.append(f"  {reason}: {self.total(reason)}")
             for recipe, per in sorted(self.counts[reason].items()):
                 langs = ", ".join(f"{lang}={n}" for lang, n in sorted(per.items()))

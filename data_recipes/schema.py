@@ -4,7 +4,8 @@ A row is ``{"messages", "recipe", "lang", "src_lang", "tgt_lang", "source", "spl
 runs, rows also carry private keys the quality gates read and the writer strips (names start with
 ``_``): ``_checks`` — the texts of the row with the language each must be in; ``_group`` — rows that
 share it (one problem in several languages) land in the same split, so dev never sees a translation
-of a training item; ``_answer`` — the final number a math row must state.
+of a training item; ``_answer`` — the final number a math row must state; ``_recipe`` — the label a
+user's own row came with (it is mixed as ``user:<file>`` and written back with its own label).
 
 Not here: which rows to make (``data_recipes.recipes``), gates or mixing.
 """
@@ -60,8 +61,16 @@ def sft_row(
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
-    """The row as written to disk: contract keys only, in contract order."""
-    return {k: row.get(k) for k in PUBLIC_KEYS}
+    """The row as written to disk: contract keys only, in contract order (a user row's own label back)."""
+    out = {k: row.get(k) for k in PUBLIC_KEYS}
+    if row.get("_recipe"):
+        out["recipe"] = row["_recipe"]
+    return out
+
+
+def card_label(row: dict[str, Any]) -> str:
+    """The row's recipe as the card shows it: a user row's own label with the file it was mixed as."""
+    return f"{row['_recipe']} ({row['recipe']})" if row.get("_recipe") else row["recipe"]
 
 
 def validate_row(row: Any) -> str | None:

@@ -48,14 +48,16 @@ def default_refusal() -> Callable[[str, str | None], str]:
     return refusal_text
 
 
-def read_seed(path: str | Path, lenient: bool = False, quarantine: list | None = None) -> list[dict]:
-
+def read_seed(
+    path: str | Path, lenient: bool = False, quarantine: list | None = None, hint: str = ""
+) -> list[dict]:
     return read_records(
         path,
         required=("text", "lang", "label"),
         check=_check_seed_row,
         lenient=lenient,
         quarantine=quarantine,
+        hint=hint,
     )
 
 
