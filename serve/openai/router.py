@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.background import BackgroundTask
 
 from safety import moderation  # the safety area owns the moderation schema and the checks
+from serve.engine.base import engine_healthy
 from serve.errors import APIError
 from serve.openai.protocol import (
     ChatCompletionRequest,
@@ -89,8 +90,7 @@ def _serving(request: Request) -> OpenAIServing:
 async def health(request: Request) -> Response:
     """Readiness: 200 while the engine can serve, 503 once it has died (no key needed)."""
     serving = _serving(request)
-    # engines that run a subprocess (llama.cpp) say whether it is still alive
-    if not getattr(serving.engine, "healthy", lambda: True)():
+    if not engine_healthy(serving.engine):  # its worker thread, engine core or subprocess died
         return JSONResponse({"status": "engine down", "model": serving.config.model_name}, status_code=503)
     return JSONResponse({"status": "ok", "model": serving.config.model_name})
 
