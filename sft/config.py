@@ -10,6 +10,44 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+# Ranges of numeric fields, checked when a config is made: a negative or zero value that makes no
+# sense must fail with its field name, not train silently (`--max_steps -3` trained for an epoch).
+# None (where a field allows it) always passes.
+SFT_NUMBER_RULES = {
+    "lora_r": ">= 1", "lora_alpha": "> 0", "lora_dropout": ">= 0", "max_length": ">= 1",
+    "language_temperature": ">= 0", "max_train_samples": ">= 1", "eval_samples_per_language": ">= 0",
+    "mask_check_samples": ">= 0", "learning_rate": "> 0", "warmup_steps": ">= 0", "weight_decay": ">= 0",
+    "max_grad_norm": ">= 0", "num_train_epochs": ">= 0", "per_device_train_batch_size": ">= 1",
+    "gradient_accumulation_steps": ">= 1", "per_device_eval_batch_size": ">= 1", "logging_steps": ">= 1",
+    "eval_steps": ">= 1", "save_steps": ">= 1", "save_total_limit": ">= 1", "average_last_k": ">= 0",
+    "dataloader_num_workers": ">= 0",
+}  # fmt: skip
+
+
+def check_numbers(config: object, rules: dict[str, str]) -> None:
+    """A ValueError naming the first field outside its range (``{"lora_r": ">= 1", "beta": "> 0"}``)."""
+    for name, rule in rules.items():
+        value = getattr(config, name)
+        op, bound = rule.split()
+        if value is not None and not (value > float(bound) if op == ">" else value >= float(bound)):
+            hint = " (null keeps every checkpoint)" if name == "save_total_limit" else ""
+            raise ValueError(f"{name} must be {rule}, got {value}{hint}")
+
+
+def check_max_steps(max_steps: int, num_train_epochs: float) -> None:
+    if max_steps == 0 or max_steps < -1:
+        raise ValueError(f"max_steps must be > 0, or -1 to train num_train_epochs epochs; got {max_steps}")
+    if max_steps == -1 and num_train_epochs <= 0:
+        raise ValueError("set max_steps > 0 or num_train_epochs > 0")
+
+
+def check_resume_or_overwrite(resume_from_checkpoint: str | None, overwrite_output_dir: bool) -> None:
+    if resume_from_checkpoint and overwrite_output_dir:
+        raise ValueError(
+            "resume_from_checkpoint continues the run in output_dir and overwrite_output_dir deletes it: "
+            "set one of them"
+        )
+
 
 @dataclass
 class SFTRunConfig:
@@ -125,6 +163,13 @@ class SFTRunConfig:
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "A checkpoint folder, or 'latest' for the newest in output_dir."}
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start over in an output_dir that holds an earlier run: its checkpoints, adapter and "
+            "metrics are deleted first. Without it such a run is refused (resume it, or use a new output_dir)."
+        },
+    )
     report_to: list[str] = field(
         default_factory=lambda: ["tensorboard"], metadata={"help": "Loggers (tensorboard, none)."}
     )
@@ -133,8 +178,9 @@ class SFTRunConfig:
     def __post_init__(self) -> None:
         if self.full_finetune and self.quantization != "none":
             raise ValueError("full_finetune: true needs quantization: none")
-        if self.max_steps <= 0 and self.num_train_epochs <= 0:
-            raise ValueError("set max_steps > 0 or num_train_epochs > 0")
+        check_numbers(self, SFT_NUMBER_RULES)
+        check_max_steps(self.max_steps, self.num_train_epochs)
+        check_resume_or_overwrite(self.resume_from_checkpoint, self.overwrite_output_dir)
         if (
             self.average_last_k > 1
             and self.save_total_limit is not None
@@ -143,8 +189,6 @@ class SFTRunConfig:
             raise ValueError(
                 f"average_last_k={self.average_last_k} needs save_total_limit >= {self.average_last_k}"
             )
-        if self.language_temperature < 0:
-            raise ValueError("language_temperature must be >= 0")
 
 
 @dataclass

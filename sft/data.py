@@ -33,6 +33,13 @@ ROLES = ("system", "user", "assistant")
 IGNORE_INDEX = -100
 
 
+# sft trains on every row it is given (no lenient mode that would skip some); the data build has one.
+BAD_ROW_HINT = (
+    "fix or remove that row; `crossling data build --extra_sft_files [FILE] --lenient true` "
+    "builds a dataset with such rows set aside in quarantine.jsonl"
+)
+
+
 class MaskCheckError(CrosslingError):
     """The assistant-only loss mask is wrong: training would teach the wrong tokens (or none)."""
 
@@ -70,7 +77,7 @@ def _row_problem(row: Any) -> str | None:
 
 def read_jsonl(path: str | Path) -> list[dict]:
     """Every row of a JSONL file, validated (a bad row raises with its file and line)."""
-    rows = [validate_row(row, str(path)) for row in read_records(path, check=_row_problem)]
+    rows = [validate_row(row, str(path)) for row in read_records(path, check=_row_problem, hint=BAD_ROW_HINT)]
     if not rows:
         raise DataError(f"{path}: no rows")
     return rows

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from crossling.config import save_config
 from crossling.device import has_cuda, mixed_precision
-from crossling.errors import ConfigError, DataError
+from crossling.errors import DataError
 from sft import data as sft_data
 from sft.config import SFTRunConfig
 from sft.modeling import load_model_for_training
@@ -24,10 +24,9 @@ from sft.runs import (
     MetricsJsonlCallback,
     ThroughputProgressCallback,
     average_adapters,
-    clean_staging,
-    latest_checkpoint,
     list_checkpoints,
     plot_losses,
+    prepare_run_dir,
 )
 from sft.trainer import CrosslingSFTTrainer
 
@@ -51,6 +50,7 @@ class SFTRecipe:
         self.command = command
         self.run_dir = Path(config.output_dir)
         self.trainer = None
+        self.resume: str | None = None  # the checkpoint this run continues (set by setup)
         self.summary: dict = {}
 
     # --- setup -----------------------------------------------------------------------------------
@@ -141,7 +141,8 @@ class SFTRecipe:
             logging_steps=cfg.logging_steps,
             eval_strategy="steps" if eval_steps else "no",
             eval_steps=eval_steps,
-            eval_on_start=cfg.eval_on_start and bool(eval_steps),
+            # a resumed run has its step-0 eval in metrics.jsonl already: not a second one at step N
+            eval_on_start=cfg.eval_on_start and bool(eval_steps) and not self.resume,
             save_strategy="steps",
             save_steps=cfg.save_steps,
             save_total_limit=cfg.save_total_limit,
@@ -160,8 +161,14 @@ class SFTRecipe:
         import datasets
 
         cfg = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        clean_staging(self.run_dir)
+        # first: a refused run must not touch the folder (its config.yaml included) nor load a model
+        self.resume = prepare_run_dir(
+            self.run_dir,
+            cfg.resume_from_checkpoint,
+            cfg.overwrite_output_dir,
+            self.command or "crossling sft train CONFIG",
+            is_main=_is_main(),
+        )
         if _is_main():
             save_config(cfg, self.run_dir / "config.yaml", self.command)
         t0 = time.time()
@@ -218,25 +225,16 @@ class SFTRecipe:
 
     # --- train / save ----------------------------------------------------------------------------
 
-    def resume_path(self) -> str | None:
-        spec = self.config.resume_from_checkpoint
-        if not spec:
-            return None
-        if spec == "latest":
-            found = latest_checkpoint(self.run_dir)
-            if found is None:
-                _say(f"resume_from_checkpoint: latest — no checkpoint in {self.run_dir}, starting fresh")
-                return None
-            return str(found)
-        if not (Path(spec) / "trainer_state.json").is_file():
-            raise ConfigError(f"resume_from_checkpoint: {spec} is not a complete checkpoint folder")
-        return spec
-
     def train(self) -> None:
-        resume = self.resume_path()
+        resume = self.resume
         if resume:
             _say(f"resuming from {resume}")
-        if self.config.eval_on_start and not self.config.eval_steps and self.trainer.eval_dataset:
+        if (
+            self.config.eval_on_start
+            and not self.config.eval_steps
+            and self.trainer.eval_dataset
+            and not resume
+        ):
             start = self.trainer.evaluate()  # step-0 baseline (with eval_steps set, eval_on_start does it)
             self.summary["eval_loss_by_language_at_start"] = _eval_losses(start)
         t0 = time.time()  # train time includes evals every eval_steps, if any

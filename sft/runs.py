@@ -21,7 +21,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
 from crossling.adapters import ADAPTER_CONFIG, adapter_base_model, require_adapter
-from crossling.errors import CrosslingError
+from crossling.errors import ConfigError, CrosslingError
 from crossling.models import load_causal_lm, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -127,6 +127,20 @@ class AtomicCheckpointMixin:
             rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit)
         self.accelerator.wait_for_everyone()
 
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        # With several adapters (DPO/KTO: the trained "default" plus TRL's frozen "ref"), PEFT saves the
+        # trained one at the top of the checkpoint and the others in sub-folders, and transformers
+        # (5.19) then loads only the sub-folders: a resumed DPO/KTO run went on from the SFT weights.
+        model = model if model is not None else self.model
+        peft_config = getattr(model, "peft_config", None)
+        top = Path(resume_from_checkpoint) / "adapter_model.safetensors"
+        if not peft_config or len(peft_config) < 2 or not top.is_file():
+            return
+        active = model.active_adapters[0]
+        model.load_adapter(resume_from_checkpoint, active, is_trainable=True)
+        model.set_adapter(active)
+
 
 def _fsync_dir(path: str) -> None:
     try:
@@ -158,6 +172,132 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     found = list_checkpoints(run_dir)
     return found[-1] if found else None
+
+
+# --- starting a run in a folder: resume, refuse, or start over ------------------------------------
+
+# What a finished run leaves besides its checkpoints; a fresh start removes them so that nothing of an
+# older run passes for this one's (align's reward run adds its transfer report). Caches such as DPO's
+# scored.jsonl are kept: they are keyed by their inputs.
+RUN_OUTPUTS = (
+    "adapter", "adapter_last", "metrics.jsonl", "summary.json", "loss.png", "tb",
+    "transfer.json", "transfer.md", "transfer.png",
+)  # fmt: skip
+
+
+class RunFolderInUse(ConfigError):
+    """The output folder holds an earlier run that a fresh start would destroy."""
+
+
+def prepare_run_dir(
+    run_dir: str | Path,
+    resume_from_checkpoint: str | None,
+    overwrite_output_dir: bool,
+    command: str,
+    is_main: bool = True,
+) -> str | None:
+    """Make ``run_dir`` ready for a run; return the checkpoint to resume from (None: from step 0).
+
+    - resume (a checkpoint folder, or ``latest``): ``metrics.jsonl`` is cut back to the checkpoint's
+      step, since the steps after it are trained (and logged) again;
+    - a fresh start in a folder with checkpoints or an adapter of an earlier run is refused with the
+      two commands to choose from: the new run would begin at step 0 and its keep-last-N rotation
+      would delete the earlier checkpoints within a few saves;
+    - ``overwrite_output_dir``: the earlier run's checkpoints and outputs are deleted, and said so.
+
+    ``command`` is the command line that started this run (the error shows it with the fix added).
+    Only the main process (``is_main``) changes files; every process takes the same decision.
+    """
+    run_dir = Path(run_dir)
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        clean_staging(run_dir)
+    checkpoint = _resume_checkpoint(run_dir, resume_from_checkpoint)
+    if resume_from_checkpoint == "latest" and checkpoint is None and is_main:
+        print(
+            f"resume_from_checkpoint: latest — no checkpoint in {run_dir}, starting from step 0", flush=True
+        )
+    if checkpoint is not None:
+        if is_main:
+            truncate_metrics(run_dir / "metrics.jsonl", checkpoint_step(checkpoint))
+        return str(checkpoint)
+    earlier = [p.name for p in list_checkpoints(run_dir)] + (
+        ["adapter"] if (run_dir / "adapter").exists() else []
+    )
+    if earlier and not overwrite_output_dir:
+        raise RunFolderInUse(_in_use_message(run_dir, earlier, command))
+    if is_main:
+        if earlier:
+            print(
+                f"overwrite_output_dir: deleting the earlier run's {', '.join(earlier)} in {run_dir}",
+                flush=True,
+            )
+        for path in list_checkpoints(run_dir) + [run_dir / name for name in RUN_OUTPUTS]:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)  # a fresh run starts its own log
+    return None
+
+
+def _resume_checkpoint(run_dir: Path, spec: str | None) -> Path | None:
+    if not spec:
+        return None
+    if spec == "latest":
+        return latest_checkpoint(run_dir)
+    if not (Path(spec) / "trainer_state.json").is_file():
+        raise ConfigError(f"resume_from_checkpoint: {spec} is not a complete checkpoint folder")
+    return Path(spec)
+
+
+def _in_use_message(run_dir: Path, earlier: list[str], command: str) -> str:
+    resumable = any(CHECKPOINT_RE.match(name) for name in earlier)
+    lines = [
+        f"{run_dir} holds an earlier run ({', '.join(earlier)}); starting this one at step 0 would "
+        "overwrite it, and checkpoint rotation would delete its checkpoints. Choose:"
+    ]
+    if resumable:
+        lines.append(f"  continue it:   {command} --resume_from_checkpoint latest")
+    lines.append(f"  start anew:    {command} --output_dir {run_dir}-2")
+    lines.append(f"  replace it:    {command} --overwrite_output_dir true   (deletes {', '.join(earlier)})")
+    return "\n".join(lines)
+
+
+def checkpoint_step(checkpoint: str | Path) -> int:
+    """The global step a checkpoint was saved at (its ``trainer_state.json``, else its name)."""
+    state = Path(checkpoint) / "trainer_state.json"
+    if state.is_file():
+        return int(json.loads(state.read_text(encoding="utf-8"))["global_step"])
+    m = CHECKPOINT_RE.match(Path(checkpoint).name)
+    if not m:
+        raise CrosslingError(f"{checkpoint}: not a checkpoint-N folder")
+    return int(m.group(1))
+
+
+def truncate_metrics(path: str | Path, step: int) -> int:
+    """Drop the records logged after ``step`` (a resume logs those steps again); returns how many.
+
+    Rewritten atomically (temp file + rename): a kill during the rewrite leaves the old log whole.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and _logged_step(line) <= step]
+    if kept == lines and (not lines or lines[-1].endswith("\n")):
+        return 0
+    tmp = path.with_name(path.name + ".tmp")
+    # every line ends in \n, so the resumed run's first record does not join the last one kept
+    tmp.write_text("".join(line if line.endswith("\n") else line + "\n" for line in kept), encoding="utf-8")
+    os.replace(tmp, path)
+    return len(lines) - len(kept)
+
+
+def _logged_step(line: str) -> float:
+    try:
+        return json.loads(line).get("step", 0)
+    except (json.JSONDecodeError, AttributeError):
+        return float("inf")  # a line cut by a kill -9 mid-write: drop it
 
 
 # --- plots ---------------------------------------------------------------------------------------
