@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from crossling.languages import LANGUAGES
+from sft.config import check_max_steps, check_numbers, check_resume_or_overwrite
 
 DEFAULT_TARGETS = ["de", "fr", "es", "ru", "zh", "ja", "ar", "hi", "bn", "sw"]
 
@@ -86,6 +87,9 @@ class LoraFields:
         metadata={"help": "LoRA targets; [all-linear] = every Linear."},
     )
 
+    def __post_init__(self) -> None:
+        check_numbers(self, {"lora_r": ">= 1", "lora_alpha": "> 0", "lora_dropout": ">= 0"})
+
 
 @dataclass
 class TrainFields:
@@ -113,6 +117,29 @@ class TrainFields:
     save_total_limit: int | None = field(default=2, metadata={"help": "Keep only the last N checkpoints."})
     seed: int = field(default=0, metadata={"help": "Seed for LoRA init, data order, sampling."})
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"], metadata={"help": "Loggers."})
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "A checkpoint folder, or 'latest' for the newest in output_dir."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start over in an output_dir that holds an earlier run: its checkpoints, adapter and "
+            "metrics are deleted first. Without it such a run is refused (resume it, or use a new output_dir)."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        check_numbers(self, TRAIN_NUMBER_RULES)
+        check_max_steps(self.max_steps, self.num_train_epochs)
+        check_resume_or_overwrite(self.resume_from_checkpoint, self.overwrite_output_dir)
+
+
+# Negative or zero values that make no sense fail with the field's name (see sft.config).
+TRAIN_NUMBER_RULES = {
+    "learning_rate": "> 0", "num_train_epochs": ">= 0", "per_device_train_batch_size": ">= 1",
+    "gradient_accumulation_steps": ">= 1", "warmup_steps": ">= 0", "max_length": ">= 1",
+    "logging_steps": ">= 1", "save_steps": ">= 1", "save_total_limit": ">= 1",
+}  # fmt: skip
 
 
 @dataclass
@@ -145,6 +172,9 @@ class RewardRunConfig(TrainFields, LoraFields):
 
     def __post_init__(self) -> None:
         _check_langs([self.source_lang, *self.eval_languages], "source_lang/eval_languages")
+        TrainFields.__post_init__(self)
+        LoraFields.__post_init__(self)
+        check_numbers(self, {"max_train_pairs": ">= 0", "eval_pairs_per_language": ">= 1"})
 
 
 @dataclass
@@ -175,10 +205,11 @@ class SamplingFields:
     )
     top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling."})
     max_new_tokens: int = field(default=64, metadata={"help": "Tokens per sample."})
-    backend: Literal["auto", "vllm", "transformers"] = field(
+    backend: Literal["auto", "vllm", "transformers", "llamacpp"] = field(
         default="auto",
         metadata={
-            "help": "Generation backend of crossling.generation.generate (auto: fastest for the device)."
+            "help": "Generation backend of crossling.generation.generate (auto: fastest for the device; "
+            "llamacpp: a llama.cpp server on a GGUF of the model and adapter, built on first use)."
         },
     )
     score_batch_size: int = field(default=16, metadata={"help": "Completions per reward-model forward."})
@@ -187,6 +218,11 @@ class SamplingFields:
         _check_langs(self.target_languages, "target_languages")
         if self.n < 2:
             raise ValueError("n must be >= 2: pairs need a best and a worst sample")
+        check_numbers(
+            self,
+            {"prompts_per_language": ">= 1", "temperature": ">= 0", "top_p": "> 0", "max_new_tokens": ">= 1",
+             "score_batch_size": ">= 1"},
+        )  # fmt: skip
 
 
 @dataclass
@@ -216,6 +252,9 @@ class DPORunConfig(TrainFields, SamplingFields, LoraFields):
 
     def __post_init__(self) -> None:
         SamplingFields.__post_init__(self)
+        TrainFields.__post_init__(self)
+        LoraFields.__post_init__(self)
+        check_numbers(self, {"beta": "> 0", "min_margin": ">= 0"})
         if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_type):
             raise ValueError(
                 f"loss_weights has {len(self.loss_weights)} entries, loss_type {len(self.loss_type)}: one per loss"
@@ -248,6 +287,9 @@ class KTORunConfig(TrainFields, SamplingFields, LoraFields):
 
     def __post_init__(self) -> None:
         SamplingFields.__post_init__(self)
+        TrainFields.__post_init__(self)
+        LoraFields.__post_init__(self)
+        check_numbers(self, {"beta": "> 0", "desirable_weight": "> 0", "undesirable_weight": "> 0"})
         if not 0 <= self.undesirable_quantile <= self.desirable_quantile <= 1:
             raise ValueError("need 0 <= undesirable_quantile <= desirable_quantile <= 1")
 
@@ -277,8 +319,8 @@ class WinRateConfig:
         default=24, metadata={"help": "Held-out NTREX test prompts per language."}
     )
     max_new_tokens: int = field(default=64, metadata={"help": "Greedy tokens per answer."})
-    backend: Literal["auto", "vllm", "transformers"] = field(
-        default="auto", metadata={"help": "Generation backend."}
+    backend: Literal["auto", "vllm", "transformers", "llamacpp"] = field(
+        default="auto", metadata={"help": "Generation backend (as the sampling's backend)."}
     )
     output_dir: str = field(
         default="results/align/win_rate", metadata={"help": "Report folder (JSON, MD, PNG)."}

@@ -32,6 +32,7 @@ class PreferenceRecipe:
         self.config, self.method, self.command = config, method, command
         self.run_dir = Path(config.output_dir)
         self.trainer = None
+        self.resume: str | None = None  # the checkpoint this run continues (set by data)
         self.rows: list[dict] = []
         self.summary: dict = {"method": method, "target_languages": config.target_languages}
 
@@ -42,7 +43,7 @@ class PreferenceRecipe:
         )
         if scorer is None:
             reward_model_parts(cfg.reward_model)  # fail before sampling (minutes), not after
-        self.run_dir = training.start_run(cfg, self.command)
+        self.run_dir, self.resume = training.start_run(cfg, self.command, self.method)
         t0 = time.time()
         prompts = scoring.target_prompts(
             cfg.prompts, cfg.target_languages, cfg.prompts_per_language, "train", cfg.seed
@@ -120,7 +121,7 @@ class PreferenceRecipe:
     def train(self) -> Path:
         cfg = self.config
         title = f"{self.method.upper()} on {cfg.adapter or cfg.model} ({', '.join(cfg.target_languages)})"
-        return training.train_and_save(self.trainer, self.run_dir, title, self.summary)
+        return training.train_and_save(self.trainer, self.run_dir, title, self.summary, self.resume)
 
 
 def run(config: DPORunConfig | KTORunConfig, method: str, command: str | None = None) -> dict:

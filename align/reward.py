@@ -33,6 +33,7 @@ class RewardRecipe:
         self.command = command
         self.run_dir = Path(config.output_dir)
         self.trainer = None
+        self.resume: str | None = None  # the checkpoint this run continues (set by setup)
         self.summary: dict = {"source_lang": config.source_lang}
 
     def training_pairs(self) -> list[dict]:
@@ -52,18 +53,21 @@ class RewardRecipe:
 
     def setup(self) -> None:
         import datasets
+        from transformers import set_seed
         from trl import RewardConfig, RewardTrainer
 
         from sft.modeling import load_model_for_training
         from sft.runs import AtomicCheckpointMixin
 
         cfg = self.config
-        self.run_dir = training.start_run(cfg, self.command)
+        self.run_dir, self.resume = training.start_run(cfg, self.command, "reward")
         rows = self.training_pairs()
         keys = ["prompt", "chosen", "rejected"] if "prompt" in rows[0] else ["chosen", "rejected"]
         train_ds = datasets.Dataset.from_list([{k: r[k] for k in keys} for r in rows])
         self.summary["train_pairs"] = len(rows)
         t0 = time.time()
+        # the LoRA and the score head are drawn at load time: seeded, so runs repeat exactly
+        set_seed(cfg.seed)
         model, tokenizer = load_model_for_training(
             cfg.model,
             task="seq_cls",
@@ -92,7 +96,7 @@ class RewardRecipe:
 
     def train(self) -> Path:
         adapter = training.train_and_save(
-            self.trainer, self.run_dir, f"reward model ({self.config.source_lang})", self.summary
+            self.trainer, self.run_dir, f"reward model ({self.config.source_lang})", self.summary, self.resume
         )
         self.summary["train_accuracy_last"] = training.last_logged(self.run_dir, "accuracy")
         return adapter

@@ -39,9 +39,12 @@ def check_adapter(path: str | None, what: str, hint: str) -> None:
 
 def load_policy(cfg) -> tuple[Any, Any]:
     """The policy to align: the SFT adapter, trainable (TRL adds the frozen ``ref`` copy itself)."""
+    from transformers import set_seed
+
     from sft.modeling import load_model_for_training
 
     check_adapter(cfg.adapter, "adapter", "Train it first (`make train-sft`) or set adapter: null.")
+    set_seed(cfg.seed)  # a new LoRA (adapter: null) is drawn at load time: seeded, so runs repeat exactly
     model, tokenizer = load_model_for_training(
         cfg.model,
         task="causal_lm",
@@ -83,15 +86,21 @@ def training_arguments(cfg, run_dir: Path) -> dict[str, Any]:
     )
 
 
-def start_run(cfg, command: str | None) -> Path:
-    from sft.runs import clean_staging
+def start_run(cfg, command: str | None, verb: str) -> tuple[Path, str | None]:
+    """(run folder, checkpoint to resume from): sft's rules (``sft.runs.prepare_run_dir``): resume
+    with ``resume_from_checkpoint``, start over with ``overwrite_output_dir``, else an earlier run in
+    the folder is refused, never rotated away."""
+    from sft.runs import prepare_run_dir
 
     run_dir = Path(cfg.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    clean_staging(run_dir)
-    (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a rerun starts its own log
+    resume = prepare_run_dir(
+        run_dir,
+        cfg.resume_from_checkpoint,
+        cfg.overwrite_output_dir,
+        command or f"crossling align {verb} CONFIG",
+    )
     save_config(cfg, run_dir / "config.yaml", command)
-    return run_dir
+    return run_dir, resume
 
 
 def add_callbacks(trainer, run_dir: Path, report_to: list[str]) -> None:
@@ -106,12 +115,15 @@ def add_callbacks(trainer, run_dir: Path, report_to: list[str]) -> None:
         trainer.add_callback(tensorboard)
 
 
-def train_and_save(trainer, run_dir: Path, title: str, summary: dict) -> Path:
-    """Train, save the trained adapter (not the frozen reference) to ``adapter/``, plot, summarise."""
+def train_and_save(trainer, run_dir: Path, title: str, summary: dict, resume: str | None = None) -> Path:
+    """Train (from ``resume``, a checkpoint, if given), save the trained adapter (not the frozen
+    reference) to ``adapter/``, plot, summarise."""
     from sft.runs import plot_losses
 
+    if resume:
+        say(f"resuming from {resume}")
     t0 = time.time()
-    output = trainer.train()
+    output = trainer.train(resume_from_checkpoint=resume)
     summary.update(
         steps=output.global_step,
         train_loss=round(output.training_loss, 4),

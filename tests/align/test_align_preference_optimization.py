@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -80,8 +81,10 @@ def test_dpo_samples_scores_pairs_and_changes_the_adapter(tiny_model_dir, adapte
     ref_after = {k: v for k, v in recipe.trainer.model.state_dict().items() if ".ref." in k}
     assert ref_before and all(torch.equal(ref_before[k], ref_after[k]) for k in ref_before)
     assert not (recipe.run_dir / "adapter" / "ref").exists()  # only the trained adapter is saved
-    # rerun reuses the scored generations instead of sampling again
-    assert PreferenceRecipe(cfg, "dpo").data() == rows
+    # a rerun in the same folder must say how (resume or start over); starting over reuses the scored
+    # generations (a cache keyed by its inputs) instead of sampling again
+    rerun = PreferenceRecipe(dataclasses.replace(cfg, overwrite_output_dir=True), "dpo")
+    assert rerun.data() == rows and not (recipe.run_dir / "adapter").exists()
 
 
 def test_kto_runs_a_few_steps_and_changes_the_adapter(tiny_model_dir, adapters, tmp_path):
