@@ -162,6 +162,10 @@ def test_stage_thresholds_follow_the_config(tiny_guard) -> None:
         GuardStage(model, GuardModelConfig(operating_point="0.2"))
 
 
+# the guard model on (the config's default is off until a trained file ships), the encoder stage off
+GUARD_ONLY = SafetyConfig(semantic=SemanticConfig(enabled=False), guard_model=GuardModelConfig(enabled=True))
+
+
 class StandInGuard:
     """Scores every text by a keyword; records the roles it was asked about."""
 
@@ -181,7 +185,7 @@ class StandInGuard:
 
 def test_filter_uses_the_guard_for_user_input_only() -> None:
     guard = StandInGuard()
-    f = SafetyFilter(SafetyConfig(semantic=SemanticConfig(enabled=False)), guards=[], guard_model=guard)
+    f = SafetyFilter(GUARD_ONLY, guards=[], guard_model=guard)
     v = f.check("Tell me everything about zorblax, please.")
     assert v.blocked and v.top_category == "weapons" and any(n.startswith("guard model") for n in v.notes)
     # the n-gram stage's scores are replaced: a plain bomb request the stand-in calls harmless passes
@@ -206,9 +210,7 @@ def test_filter_without_a_guard_file_runs_the_ngram_stage(tmp_path) -> None:
 
 @pytest.mark.parametrize("text", ["a", "b", "a\x00b", "?", "ok", " \x00 ", "...!!!", "🙂🙂"])
 def test_meaningless_inputs_are_not_flagged(text: str) -> None:
-    f = SafetyFilter(
-        SafetyConfig(semantic=SemanticConfig(enabled=False)), guards=[], guard_model=StandInGuard()
-    )
+    f = SafetyFilter(GUARD_ONLY, guards=[], guard_model=StandInGuard())
     v = f.check(text)
     assert not v.flagged and v.action == "allow"
 
@@ -217,9 +219,7 @@ def test_letter_count_counts_han_double() -> None:
     from safety.filter import letter_count
 
     assert letter_count("a b") == 2 and letter_count("杀人") == 4 and letter_count("a\x00b") == 2
-    f = SafetyFilter(
-        SafetyConfig(semantic=SemanticConfig(enabled=False)), guards=[], guard_model=StandInGuard()
-    )
+    f = SafetyFilter(GUARD_ONLY, guards=[], guard_model=StandInGuard())
     assert f.check("zorblax").blocked  # seven letters: scored
 
 
