@@ -22,13 +22,14 @@ DROP_VISION := -$(PIP) uninstall -q -y torchvision torchaudio torchcodec 2>/dev/
 PYTEST_ARGS ?=
 FAST ?=
 
-.PHONY: install browser-deps win-rate preferences test test-fast lint format model data train-sft train reward dpo kto serve ui demo eval bench bench-deps clean help
+.PHONY: install browser-deps llamacpp win-rate preferences test test-fast lint format model data train-sft train reward dpo kto serve ui demo eval bench bench-deps clean help
 
 help:
 	@echo "make demo      - the main job on the embedded default model (FAST=1 for a smoke run)"
 	@echo "make test      - install (if needed) and run the test suite CI runs"
 	@echo "make install   - create .venv with pinned, compatible versions (idempotent)"
 	@echo "make model     - convert the embedded Gemma 3 270M GGUF into a checked HF checkpoint"
+	@echo "make llamacpp  - build llama.cpp's server + quantizer once (llama.cpp engine, GGUF export)"
 	@echo "make data | train-sft | train | serve | ui | eval | bench | lint | format"
 
 install: $(STAMP)
@@ -49,7 +50,14 @@ endif
 browser-deps:
 	scripts/install_browser.sh
 
-test: install browser-deps
+# llama.cpp's llama-server + llama-quantize, built once from the llama-cpp-python sdist into
+# ~/.cache/crossling/llama.cpp/ (serve --engine llamacpp, generation backend llamacpp, crossling
+# export gguf; the tests of all three). A second run returns at once.
+llamacpp: install
+	scripts/install_build_tools.sh
+	$(PY) -m crossling.llamacpp
+
+test: install browser-deps llamacpp
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install
@@ -81,7 +89,9 @@ dpo: install
 kto: install
 	$(CROSSLING) align kto configs/align/gemma3-270m_kto.yaml
 
-train: train-sft preferences reward dpo
+# the demo's chain up to the alignment its config names (configs/demo/default.yaml: alignment: kto)
+train: install llamacpp
+	$(CROSSLING) demo configs/demo/default.yaml --stop_after align --serve false
 
 serve: install
 	$(CROSSLING) serve configs/serve/default.yaml
@@ -98,8 +108,8 @@ win-rate: install
 preferences: install
 	$(CROSSLING) align data configs/align/preferences.yaml
 
-demo: install
-	$(CROSSLING) demo $(if $(FAST),--fast)
+demo: install llamacpp
+	$(CROSSLING) demo configs/demo/default.yaml $(if $(FAST),--fast true)
 
 # optional: llama.cpp's server for bench/serve.py's CPU reference (compiles llama.cpp, ~8 min)
 bench-deps: install

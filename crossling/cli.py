@@ -27,6 +27,7 @@ AREAS: dict[str, tuple[str, str]] = {
     "safety": ("safety.cli", "multilingual safety filter: build seed, train, check texts"),
     "ui": ("serve.ui.cli", "the Gradio chat UI on its own, against any OpenAI-compatible URL"),
     "eval": ("evaluation.cli", "evaluate a model or endpoint: fidelity, chrF, MGSM, safety"),
+    "export": ("sft.export_cli", "GGUF (f16/q8_0/q4_k_m) + GGUF LoRA + Ollama Modelfile, verified"),
     "demo": ("crossling.demo", "the whole pipeline on the default model"),
 }
 

@@ -37,7 +37,7 @@ from crossling.vllm import DEFAULT_KV_CACHE_GIB, engine_args, vllm_available
 
 logger = logging.getLogger(__name__)
 
-Backend = Literal["auto", "vllm", "transformers", "endpoint"]
+Backend = Literal["auto", "vllm", "transformers", "endpoint", "llamacpp"]
 Messages = list[dict[str, str]]
 
 # Measured on 2 CPU cores with the default model (docs/evaluation.md, "Backends"): vLLM's start-up
@@ -57,8 +57,10 @@ class GenerationError(CrosslingError):
 
 
 def default_cache_dir() -> Path:
-
-    return cache_dir() / "generations"
+    """``$CROSSLING_GENERATION_CACHE``, else ``<crossling cache>/generations`` (``crossling demo`` points
+    it into its run folder, so a clean clone never reuses another clone's generations)."""
+    env = os.environ.get("CROSSLING_GENERATION_CACHE")
+    return Path(env) if env else cache_dir() / "generations"
 
 
 def cache_key(identity: dict[str, Any], messages: Messages) -> str:
@@ -127,7 +129,7 @@ def generate(
 
     ``model`` is a model name/path (local backends) or the served model name (endpoint); ``adapter``
     a PEFT adapter folder (local) or the served adapter name (endpoint: it is sent as ``model``).
-    ``cache_dir``: ``None`` → ``~/.cache/crossling/generations``; ``"off"`` → no cache.
+    ``cache_dir``: ``None`` → :func:`default_cache_dir`; ``"off"`` → no cache.
     Greedy decoding (``temperature == 0``) returns ``n`` copies of the one greedy completion.
     Sampled completions are cached like greedy ones: pass another ``seed`` for fresh samples.
     """
@@ -198,8 +200,12 @@ def choose_backend(backend: Backend, base_url: str | None = None, n_prompts: int
         return "vllm"
     if backend == "transformers":
         return "transformers"
+    if backend == "llamacpp":
+        return "llamacpp"  # built on first use (crossling.llamacpp.build), like the default model
     if backend != "auto":
-        raise GenerationError(f"unknown backend {backend!r}; use auto, vllm, transformers or endpoint")
+        raise GenerationError(
+            f"unknown backend {backend!r}; use auto, vllm, transformers, llamacpp or endpoint"
+        )
 
     if vllm_available() and (has_cuda() or n_prompts >= VLLM_MIN_PROMPTS_CPU):
         return "vllm"
@@ -442,10 +448,92 @@ def _run_endpoint(
     return out
 
 
+# --- llama.cpp backend ---------------------------------------------------------------------------
+
+_LLAMA: dict[str, Any] = {}  # one llama-server per process, kept while model and adapter stay the same
+LLAMACPP_SLOTS = 8  # parallel sequences: the aggregate rate levels off around 8 on 2 cores
+
+
+def _llama_server(model: str, adapter: str | None):
+    """The process's llama-server for ``model`` (GGUF at the engine's default type) + ``adapter``
+    (a GGUF LoRA, turned on per request), restarted only when either changes."""
+    from crossling.gguf_convert import DEFAULT_GGUF_TYPE, lora_gguf, model_gguf
+    from crossling.llamacpp import LlamaServer, build
+
+    build()
+    path = _resolve_local(model)
+    if adapter:
+        _require_adapter(adapter)
+    gguf = model_gguf(path, DEFAULT_GGUF_TYPE)
+    loras = [lora_gguf(adapter, path)] if adapter else []
+    key = f"{gguf}::{loras}"
+    server = _LLAMA.get("server")
+    if server is not None and _LLAMA["key"] == key and server.alive():
+        return server
+    if server is not None:
+        server.stop()
+    _LLAMA.clear()
+    config = json.loads((Path(path) / "config.json").read_text())
+    ctx = min(4096, int(config.get("max_position_embeddings", 4096)))
+    server = LlamaServer(gguf, loras, slots=LLAMACPP_SLOTS, ctx_per_slot=ctx).start()
+    _LLAMA.update(key=key, server=server)
+    return server
+
+
+def _run_llamacpp(model: str, prompts: list[Messages], *, adapter, sampling, progress, desc, **_):
+    """Chat prompts → llama-server's /completion (token-id prompts, one request per sample, as many
+    in flight as it has slots). A base model that opens a new turn has finished its answer:
+    ``<start_of_turn>`` is kept as text (``preserved_tokens``) so it can be a stop string."""
+    import httpx
+    from tqdm.auto import tqdm
+
+    server = _llama_server(model, adapter)
+    tokenizer = load_tokenizer(model)
+    greedy = sampling["temperature"] <= 0
+    n_seq = 1 if greedy else sampling["n"]
+    base = {
+        "n_predict": sampling["max_new_tokens"],
+        "temperature": max(sampling["temperature"], 0.0),
+        "top_p": sampling["top_p"],
+        "top_k": 0,
+        "min_p": 0.0,
+        "samplers": ["temperature", "top_p"],
+        "stop": ["<start_of_turn>"],
+        "preserved_tokens": ["<start_of_turn>"],
+        "cache_prompt": True,
+        "lora": [{"id": 0, "scale": 1.0}] if adapter else [],
+    }
+    ids = [tokenizer(_render(tokenizer, p), add_special_tokens=False)["input_ids"] for p in prompts]
+    bar = tqdm(total=len(prompts) * n_seq, desc=f"{desc} [llamacpp]", unit="sample", disable=not progress)
+
+    def one(client: httpx.Client, i: int, j: int) -> str:
+        payload = {**base, "prompt": ids[i], "seed": (sampling["seed"] + j) % (2**32)}
+        resp = client.post("/completion", json=payload)
+        if resp.status_code != 200:
+            raise GenerationError(f"llama-server answered {resp.status_code}: {resp.text[:300]}")
+        bar.update()
+        return resp.json()["content"].strip()
+
+    with (
+        httpx.Client(base_url=server.base_url, timeout=None) as client,
+        ThreadPoolExecutor(max_workers=LLAMACPP_SLOTS) as pool,
+    ):
+        # longest prompts first, so the slots stay evenly busy to the end
+        jobs = sorted(
+            ((i, j) for i in range(len(prompts)) for j in range(n_seq)), key=lambda t: -len(ids[t[0]])
+        )
+        futures = {job: pool.submit(one, client, *job) for job in jobs}
+        texts = {job: f.result() for job, f in futures.items()}
+    bar.close()
+    out = [[texts[(i, j)] for j in range(n_seq)] for i in range(len(prompts))]
+    return [o * sampling["n"] if greedy else o for o in out]
+
+
 _BACKENDS: dict[str, Callable[..., list[list[str]]]] = {
     "transformers": _run_transformers,
     "vllm": _run_vllm,
     "endpoint": _run_endpoint,
+    "llamacpp": _run_llamacpp,
 }
 
 
@@ -453,6 +541,9 @@ def release() -> None:
     """Drop the models this process holds (between evaluations of different models)."""
     _HF_LOADED.clear()
     _VLLM.clear()
+    if _LLAMA.get("server") is not None:
+        _LLAMA["server"].stop()
+    _LLAMA.clear()
 
 
 # --- reading answers -----------------------------------------------------------------------------

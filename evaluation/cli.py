@@ -39,6 +39,7 @@ def parse(argv: list[str]) -> CliArgs:
 def main(argv: list[str] | None = None) -> int:
     cli = parse(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request to a local llama-server
     if cli.verb == "report":
         results_dir = cli.args[0]
         path = Path(results_dir) / "results.json"

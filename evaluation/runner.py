@@ -100,7 +100,9 @@ def run_eval(cfg: EvalConfig, command: str | None = None) -> dict[str, Any]:
     }
     # One backend choice for the whole run: vLLM's start-up is paid once for every local model.
     translation_records: dict[str, list[dict]] = {}  # per model: what the win rates compare
-    local = [m for m in models if not m.base_url and m.backend in ("auto", "vllm", "transformers", "llamacpp")]
+    local = [
+        m for m in models if not m.base_url and m.backend in ("auto", "vllm", "transformers", "llamacpp")
+    ]
     total = sum(len(v) for v in task_items.values()) * len(local)
     for spec in models:
         backend = spec.backend

@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"crossling serve: {config.model_name} on engine {config.engine}", flush=True)
     print(f"  API: {base}   (OpenAI SDK: OpenAI(base_url='{base}', api_key=...))", flush=True)
     if any(getattr(r, "path", "") == "/ui" for r in app.routes):
-        print(f"  UI:  {base.removesuffix('/v1')}/ui/", flush=True)
+        login = "" if config.ui_allow_anonymous or config.allow_no_auth else "   (log in with an API key)"
+        print(f"  UI:  {base.removesuffix('/v1')}/ui/{login}", flush=True)
     if generated:
         print(
             f"  API key for this run (set api_key_file or $CROSSLING_API_KEYS to choose one): {generated}",

@@ -38,6 +38,13 @@ class LimitsConfig:
         },
     )
     retry_after_s: int = field(default=2, metadata={"help": "Seconds sent in Retry-After with a 429."})
+    max_moderation_inputs: int = field(
+        default=64, metadata={"help": "Most inputs one /v1/moderations request may send (400 beyond)."}
+    )
+    max_moderation_chars: int = field(
+        default=64_000,
+        metadata={"help": "Most characters, all inputs together, of one /v1/moderations request."},
+    )
     request_timeout_s: float = field(
         default=300.0,
         metadata={
@@ -46,7 +53,14 @@ class LimitsConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_prompt_tokens", "max_completion_tokens", "max_n"):
+        for name in (
+            "max_body_bytes",
+            "max_prompt_tokens",
+            "max_completion_tokens",
+            "max_n",
+            "max_moderation_inputs",
+            "max_moderation_chars",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"limits.{name} must be >= 1")
         if self.max_concurrent_requests < 1 or self.max_queue < 0:
@@ -71,12 +85,19 @@ class ServeConfig:
             "help": "LoRA adapters by name: {name: path to a PEFT adapter folder}; clients send the name."
         },
     )
-    engine: Literal["auto", "vllm", "transformers"] = field(
-        default="auto", metadata={"help": "auto = vLLM when installed, else transformers."}
+    engine: Literal["auto", "vllm", "llamacpp", "transformers"] = field(
+        default="auto",
+        metadata={
+            "help": "auto = vLLM on CUDA; on CPU llama.cpp when built (`make llamacpp`), else vLLM, "
+            "else transformers."
+        },
     )
     dtype: str = field(
         default="auto",
-        metadata={"help": "auto = float32 on CPU (fast there), bf16/fp16 on CUDA; or a dtype name."},
+        metadata={
+            "help": "auto = float32 on CPU (fast there), bf16/fp16 on CUDA; or a dtype name. "
+            "llamacpp: the GGUF type (auto = q8_0; f32, f16, bf16, q8_0, q4_k_m, ...)."
+        },
     )
     max_model_len: int = field(
         default=4096,
@@ -84,7 +105,10 @@ class ServeConfig:
     )
     max_batch_size: int = field(
         default=16,
-        metadata={"help": "Most sequences decoded together (vLLM max_num_seqs; transformers batch size)."},
+        metadata={
+            "help": "Most sequences decoded together (vLLM max_num_seqs; llama.cpp slots; "
+            "transformers batch size)."
+        },
     )
     max_lora_rank: int = field(default=64, metadata={"help": "vLLM: the largest LoRA rank of any adapter."})
     kv_cache_gib: float = field(
@@ -131,6 +155,20 @@ class ServeConfig:
     )
     ui: bool = field(
         default=True, metadata={"help": "Mount the Gradio chat UI at /ui (when serve.ui is installed)."}
+    )
+    ui_allow_anonymous: bool = field(
+        default=False,
+        metadata={
+            "help": "Let anyone who reaches the port use the UI at /ui without a key (it calls the API "
+            "with the server's key). Off: the page asks for an API key first (/ui/login)."
+        },
+    )
+    api_docs: bool = field(
+        default=True,
+        metadata={
+            "help": "Serve the OpenAPI document and its viewers (/openapi.json, /docs, /redoc) without a "
+            "key: they describe the API and name no model, key or path. false = not served."
+        },
     )
     log_level: str = field(default="info", metadata={"help": "uvicorn / crossling log level."})
 

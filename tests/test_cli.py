@@ -17,6 +17,7 @@ from safety import cli as safety_cli
 from serve import cli as serve_cli
 from serve.ui import cli as ui_cli
 from sft import cli as sft_cli
+from sft import export_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,6 +56,7 @@ AREA_CLIS = {
     "serve": serve_cli,
     "ui": ui_cli,
     "model": model_cli,
+    "export": export_cli,
 }
 
 # (area, argv, field): an int field given right after the verb is a field, not the config path
@@ -67,6 +69,8 @@ INT_OVERRIDES = [
     ("eval", ["--seed", "3"], "seed"),  # `run` is eval's default verb
     ("safety", ["train", "--epochs", "3"], "epochs"),
     ("safety", ["train-semantic", "--seed", "3"], "seed"),
+    ("safety", ["train-guard", "--n_layers", "3"], "n_layers"),
+    ("export", ["gguf", "--exact_tokens", "3"], "exact_tokens"),
     ("serve", ["--port", "3"], "port"),
     ("ui", ["--port", "3"], "port"),
 ]  # fmt: skip

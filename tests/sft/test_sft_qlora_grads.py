@@ -96,4 +96,6 @@ def test_qlora_gradients_match_a_dequantized_fp32_reference(qlora_pair, seq_len,
     torch.testing.assert_close(got["loss"], want["loss"], rtol=1e-4, atol=1e-5)
     for key in ["embeds", *lora]:
         assert got[key].abs().sum() > 0, f"{key}: no gradient reached it"
-        torch.testing.assert_close(got[key], want[key], rtol=1e-3, atol=1e-6, msg=lambda m, k=key: f"{k}: {m}")
+        torch.testing.assert_close(
+            got[key], want[key], rtol=1e-3, atol=1e-6, msg=lambda m, k=key: f"{k}: {m}"
+        )
