@@ -177,16 +177,9 @@ def require_loopback(url: str) -> None:
 
 
 def free_port(lo: int = 18400, hi: int = 18499) -> int:
-    import socket
+    from crossling.testing import free_port as first_free
 
-    for port in range(lo, hi + 1):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {lo}-{hi}")
+    return first_free(lo, hi)
 
 
 def start_server(

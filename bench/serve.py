@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 # package: look in the repository root instead.
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(REPO)
+from bench.load import stop_server  # noqa: E402  (one way to stop a server's process group)
+
 PY = sys.executable
 PROMPTS = [
     ("de", "Erkläre in zwei Sätzen, warum der Himmel blau ist."),
@@ -150,16 +151,6 @@ def start_server(
         time.sleep(1)
     stop_server(proc)
     raise TimeoutError(f"server on port {port} did not come up in {timeout} s")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @dataclass

@@ -41,7 +41,6 @@ _SEED_TEXT = [
 def build_tiny_tokenizer(vocab_size: int = 1024):
     """A byte-level BPE tokenizer with Gemma's special tokens, adding ``<bos>`` like the real one."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -57,6 +56,14 @@ def build_tiny_tokenizer(vocab_size: int = 1024):
     tok.post_processor = processors.TemplateProcessing(
         single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", bos_id)]
     )
+    return gemma_fast_tokenizer(tok)
+
+
+def gemma_fast_tokenizer(tok):
+    """A trained ``tokenizers.Tokenizer`` as a transformers tokenizer with Gemma's special tokens and
+    crossling's chat template (the tiny BPE above, and tests/llamacpp_fixtures.py's SentencePiece one)."""
+    from transformers import PreTrainedTokenizerFast
+
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="<bos>",

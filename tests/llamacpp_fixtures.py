@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from crossling import llamacpp
-from crossling.models import CHAT_TEMPLATE
-from crossling.testing import _SEED_TEXT, SPECIAL_TOKENS, tiny_gemma3_config
+from crossling.testing import _SEED_TEXT, SPECIAL_TOKENS, gemma_fast_tokenizer, tiny_gemma3_config
 
 requires_llamacpp = pytest.mark.skipif(
     llamacpp.installed() is None, reason="llama.cpp is not built (`make llamacpp`)"
@@ -27,7 +26,6 @@ requires_llamacpp = pytest.mark.skipif(
 def build_tiny_spm_tokenizer(vocab_size: int = 800):
     """BPE with byte fallback over ``▁``-joined text, Gemma's special tokens first, ``<bos>`` added."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
 
     byte_pieces = [f"<0x{b:02X}>" for b in range(256)]
     trainer = trainers.BpeTrainer(
@@ -56,16 +54,7 @@ def build_tiny_spm_tokenizer(vocab_size: int = 800):
     tok.post_processor = processors.TemplateProcessing(
         single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", bos)]
     )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        additional_special_tokens=["<start_of_turn>", "<end_of_turn>"],
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
+    return gemma_fast_tokenizer(tok)
 
 
 def build_tiny_spm_model(path: str | Path, seed: int = 0) -> Path:
