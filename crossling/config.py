@@ -65,9 +65,12 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     """
     source = COMMAND_LINE if path is None else str(path)
     values = {} if path is None else _read_yaml(Path(path))
-    for key, value in _checked_overrides(cls, overrides or []).items():
+    checked = _checked_overrides(cls, overrides or [])
+    for key, value in checked.items():
         _merge(values, key, value, source)
-    return from_dict(cls, values, source=source)
+    # a value check (__post_init__) may fail on a value from either place: name both
+    checks = f"{path} + {COMMAND_LINE}" if checked and path is not None else source
+    return from_dict(cls, values, source=source, checks_source=checks)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -169,8 +172,11 @@ def _merge(values: dict[str, Any], key: str, value: Any, source: str) -> None:
     values[last] = value
 
 
-def from_dict(cls: type[T], values: dict[str, Any], source: str = "config") -> T:
-    """Build ``cls`` from a mapping, coercing each value to its field's type; errors name ``source``."""
+def from_dict(
+    cls: type[T], values: dict[str, Any], source: str = "config", checks_source: str | None = None
+) -> T:
+    """Build ``cls`` from a mapping, coercing each value to its field's type; errors name ``source``
+    (the class's own value checks: ``checks_source``, where the values came from several places)."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
@@ -185,7 +191,7 @@ def from_dict(cls: type[T], values: dict[str, Any], source: str = "config") -> T
     except TypeError as e:  # missing required fields
         raise ConfigError(f"{source}: {e}") from e
     except ValueError as e:  # __post_init__ checks
-        raise ConfigError(f"{source}: {e}") from e
+        raise ConfigError(f"{checks_source or source}: {e}") from e
 
 
 def to_dict(config: Any) -> dict[str, Any]:

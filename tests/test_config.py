@@ -119,6 +119,12 @@ def test_unknown_override_names_the_command_line_and_a_bad_yaml_key_the_file(tmp
     p.write_text("max_stepz: 3\n")
     with pytest.raises(ConfigError, match=r"c\.yaml: unknown field\(s\) max_stepz for _Cfg"):
         load_config(_Cfg, p, ["--max_steps", "1"])
+    # a value check fails on the merged values: both places are named (here the flag is the culprit)
+    p.write_text("max_steps: 3\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml \+ command line: max_steps must be positive"):
+        load_config(_Cfg, p, ["--max_steps", "-3"])
+    with pytest.raises(ConfigError, match=r"^command line: max_steps must be positive"):
+        load_config(_Cfg, None, ["--max_steps", "-3"])
 
 
 def test_text_fields_keep_the_text_as_typed():
