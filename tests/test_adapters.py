@@ -210,6 +210,13 @@ def fake_vllm(monkeypatch):
 
 def test_offline_and_server_engines_share_engine_args(tiny_model_dir, tmp_path, fake_vllm, monkeypatch):
     adapter = str(write_adapter(tmp_path / "adapter", r=16))
+    import torch
+    from safetensors.torch import save_file
+
+    # real weights: the server derives its all-zero base adapter from them
+    save_file(
+        {"base_model.model.lm.lora_A.weight": torch.ones(16, 4)}, f"{adapter}/adapter_model.safetensors"
+    )
     monkeypatch.setenv("CROSSLING_VLLM_KV_GIB", "1")
     monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
     generation._vllm_engine(str(tiny_model_dir), adapter)
@@ -231,8 +238,9 @@ def test_offline_and_server_engines_share_engine_args(tiny_model_dir, tmp_path, 
     assert {k: offline.get(k) for k in shared} == {k: served.get(k) for k in shared}
     assert offline["max_lora_rank"] == 64 and offline["enable_lora"]
     # what each adds on purpose: the offline engine keeps LoRA slots for later adapters and seeds
-    # itself; the server has exactly its adapters and its batch size
+    # itself; the server has its adapters plus the all-zero one base requests run through beside
+    # them (vLLM's mixed-batch LoRA bug, serve/engine/vllm_engine.py), and its batch size
     assert (offline["max_loras"], offline["seed"]) == (4, 0)
     assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
-    assert (served["max_loras"], served["max_num_seqs"]) == (1, 8)
+    assert (served["max_loras"], served["max_num_seqs"]) == (2, 8)
     assert "VLLM_CPU_KVCACHE_SPACE" not in os.environ  # one KV mechanism: the engine argument
