@@ -21,6 +21,8 @@ endif
 DROP_VISION := -$(PIP) uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null
 PYTEST_ARGS ?=
 FAST ?=
+# extra flags for the command of a target, e.g. make train-sft ARGS='--resume_from_checkpoint latest'
+ARGS ?=
 
 .PHONY: install browser-deps llamacpp win-rate preferences test test-fast lint format model data train-sft train reward dpo kto serve ui demo eval bench bench-deps clean help
 
@@ -78,20 +80,20 @@ data: install
 	$(CROSSLING) data build configs/data/default.yaml
 
 train-sft: install
-	$(CROSSLING) sft train configs/sft/gemma3-270m_qlora.yaml
+	$(CROSSLING) sft train configs/sft/gemma3-270m_qlora.yaml $(ARGS)
 
 reward: install
-	$(CROSSLING) align reward configs/align/gemma3-270m_reward.yaml
+	$(CROSSLING) align reward configs/align/gemma3-270m_reward.yaml $(ARGS)
 
 dpo: install
-	$(CROSSLING) align dpo configs/align/gemma3-270m_dpo.yaml
+	$(CROSSLING) align dpo configs/align/gemma3-270m_dpo.yaml $(ARGS)
 
 kto: install
-	$(CROSSLING) align kto configs/align/gemma3-270m_kto.yaml
+	$(CROSSLING) align kto configs/align/gemma3-270m_kto.yaml $(ARGS)
 
 # the demo's chain up to the alignment its config names (configs/demo/default.yaml: alignment: kto)
 train: install llamacpp
-	$(CROSSLING) demo configs/demo/default.yaml --stop_after align --serve false
+	$(CROSSLING) demo configs/demo/default.yaml --stop_after align --serve false $(ARGS)
 
 serve: install
 	$(CROSSLING) serve configs/serve/default.yaml
@@ -109,7 +111,7 @@ preferences: install
 	$(CROSSLING) align data configs/align/preferences.yaml
 
 demo: install llamacpp
-	$(CROSSLING) demo configs/demo/default.yaml $(if $(FAST),--fast true)
+	$(CROSSLING) demo configs/demo/default.yaml $(if $(FAST),--fast true) $(ARGS)
 
 # optional: llama.cpp's server for bench/serve.py's CPU reference (compiles llama.cpp, ~8 min)
 bench-deps: install
