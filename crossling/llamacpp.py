@@ -6,8 +6,9 @@ CPU's own instruction set (``GGML_NATIVE``), into ``<cache>/llama.cpp/<version>/
 converter scripts (``convert_hf_to_gguf.py``, ``convert_lora_to_gguf.py``, its ``gguf-py``). The build
 runs under a file lock and is moved into place atomically, so two processes never build at once and
 a killed build leaves nothing half-made; later calls return at once. The cache is
-``crossling.models.cache_dir()``: ``$CROSSLING_CACHE``, else ``~/.cache/crossling``. One build took
-29 min with ``-j2`` on 2 shared cores (docs/serve.md, "Build time"); a CI should keep the folder.
+``crossling.models.cache_dir()``: ``$CROSSLING_CACHE``, else ``~/.cache/crossling``. A fresh build
+takes ~6 min with ``-j2`` on 2 quiet cores (29 min on shared ones; docs/serve.md, "Build time");
+a CI may keep the folder.
 
 The rest is what every caller of llama.cpp needs, written once here in the bottom layer: Hugging Face
 checkpoints and PEFT adapters → GGUF (``crossling.gguf_convert``), and ``LlamaServer``, a ``llama-server``
