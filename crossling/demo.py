@@ -27,8 +27,6 @@ from typing import Literal
 from crossling import models
 from crossling.config import Verb, configs_of, parse_cli
 
-ALIGNMENTS = ("kto", "dpo")
-
 
 @dataclass
 class DemoConfig:

@@ -23,16 +23,12 @@ from crossling.langid import in_language
 from crossling.loaders import read_records
 from evaluation.metrics import is_refusal, translation_intervals, translation_scores
 from evaluation.tasks.base import Item, SubtaskScores, TaskSpec, group_means, language_mean, set_intervals
-from safety import refusal_text
+from evaluation.tasks.safety import refusal_texts
 
 if TYPE_CHECKING:  # for annotations only: evaluation.config imports the task registry
     from evaluation.config import EvalConfig
 
 SUBTASK, CHRF = "dev_rows", "dev_translation"  # neither name is a prefix of the other (report columns)
-
-
-def _refusals(lang: str) -> list[str]:
-    return [refusal_text(lang), refusal_text(lang, "self_harm")]
 
 
 @dataclass
@@ -68,8 +64,9 @@ class HeldOut:
             rec = {"id": item.id, "subtask": SUBTASK, "lang": item.lang, "recipe": item.ref["recipe"],
                    "prompt": item.messages[-1]["content"], "output": out, "fidelity": float(in_language(out, item.lang))}  # fmt: skip
             if item.ref["recipe"] == "safety":
-                harmful = is_refusal(item.ref["answer"], _refusals(item.lang))
-                rec["refusal" if harmful else "over_refusal"] = float(is_refusal(out, _refusals(item.lang)))
+                refusals = refusal_texts(item.lang)
+                harmful = is_refusal(item.ref["answer"], refusals)
+                rec["refusal" if harmful else "over_refusal"] = float(is_refusal(out, refusals))
             if item.ref["recipe"] == "translation_following":
                 hyps, refs = pairs.setdefault(item.lang, ([], []))
                 hyps.append(clean_translation(out))

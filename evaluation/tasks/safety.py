@@ -67,7 +67,7 @@ def load_filter(spec: str | None) -> Any | None:
     return filt
 
 
-def _refusal_texts(lang: str) -> list[str]:
+def refusal_texts(lang: str) -> list[str]:
     """The server's own refusals in ``lang``: a model tuned on them refuses in these words."""
     return [refusal_text(lang), refusal_text(lang, "self_harm")]
 
@@ -121,7 +121,7 @@ class Safety:
         records = []
         for item, out in zip(items, outputs, strict=True):
             prompt = item.messages[-1]["content"]
-            model_refused = is_refusal(out, _refusal_texts(item.lang))
+            model_refused = is_refusal(out, refusal_texts(item.lang))
             in_blocked = out_blocked = None
             with_filter = None
             if filt is not None:
