@@ -84,11 +84,11 @@ class ScoreMemo:
     def __init__(self, fn):
         self.fn, self.memo, self.times = fn, {}, []
 
-    def __call__(self, texts):
-        key = tuple(texts)
+    def __call__(self, texts, max_tokens=None):
+        key = (tuple(texts), max_tokens)
         if key not in self.memo:
             t0 = time.perf_counter()
-            self.memo[key] = self.fn(texts)
+            self.memo[key] = self.fn(texts, max_tokens)
             self.times.append((time.perf_counter() - t0) * 1000)
         return self.memo[key]
 
