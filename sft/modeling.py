@@ -31,7 +31,13 @@ Quantization = Literal["nf4", "none"]
 
 
 def training_device(device: str | None = None) -> str:
-    """``device`` if given; else this process's CUDA device under a launcher, or cuda/cpu."""
+    """``device`` if given; else this process's CUDA device under a launcher, or cuda/cpu.
+
+    An FSDP / DeepSpeed launch (``accelerate launch --config_file configs/accelerate/fsdp_qlora.yaml``)
+    without a GPU is refused here, before a model is loaded: accelerate (1.15) applies FSDP and
+    DeepSpeed to GPU processes only, and CPU processes would silently train as plain gloo data
+    parallel on a model set up for sharding.
+    """
     if device:
         return device
     import torch
@@ -40,6 +46,17 @@ def training_device(device: str | None = None) -> str:
         from accelerate import PartialState
 
         return f"cuda:{PartialState().local_process_index}"
+    wanted = requested_sharding()
+    if wanted:
+        import accelerate
+
+        raise ConfigError(
+            f"this launch asks for {wanted} (accelerate launch set ACCELERATE_USE_{wanted}=true) but this "
+            f"machine has no GPU: accelerate {accelerate.__version__} applies FSDP and DeepSpeed to GPU "
+            "processes only, so CPU processes would train as plain data parallel, not as the config says. "
+            "On CPUs use gloo DDP: torchrun --nproc_per_node N -m sft train CONFIG; keep the FSDP / "
+            "ZeRO-3 configs for GPUs."
+        )
     return "cpu"
 
 
@@ -53,17 +70,30 @@ def nf4_config(device: str):
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=default_dtype(device),
-        bnb_4bit_quant_storage=default_dtype(device) if device.startswith("cuda") else None,
+        # FSDP / ZeRO-3 flatten a layer's weights into one tensor: the packed 4-bit weights must be stored
+        # in the dtype of the others (a single CPU process keeps bitsandbytes' default uint8 storage)
+        bnb_4bit_quant_storage=default_dtype(device)
+        if device.startswith("cuda") or sharded_launch()
+        else None,
     )
+
+
+SHARDING_ENGINES = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "DEEPSPEED"}
+
+
+def requested_sharding() -> str | None:
+    """``"FSDP"`` or ``"DEEPSPEED"`` when ``accelerate launch`` was given such a config, else None."""
+    import os
+
+    for key, engine in SHARDING_ENGINES.items():
+        if os.environ.get(key, "").lower() == "true":
+            return engine
+    return None
 
 
 def sharded_launch() -> bool:
     """True under ``accelerate launch`` with FSDP or DeepSpeed: they place (and shard) weights themselves."""
-    import os
-
-    return any(
-        os.environ.get(k, "").lower() == "true" for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED")
-    )
+    return requested_sharding() is not None
 
 
 def _load_base(path: str, task: Task, quantization: Quantization, device: str, num_labels: int):
