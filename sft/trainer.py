@@ -11,20 +11,29 @@ trained tokens / ``num_items_in_batch``).
 Also here: on CPU the LoRA weights are kept in float32 (TRL casts them to bf16 for quantized models,
 >10x slower on CPUs without bf16), atomic checkpoints (``sft.runs.AtomicCheckpointMixin``) and the
 real-token counters behind the progress bar and the tokens/s figure.
+
+Under a launcher (torchrun, ``accelerate launch``) the trainer says, when training starts, how the
+global batch and the learning rate come out for this world size (``launches.jsonl`` in the run
+folder keeps one line per start, so a run resumed on another number of processes shows both).
 """
 
 from __future__ import annotations
 
+import json
+import time
 import types
+from pathlib import Path
 
 import torch
 from torch import nn
+from transformers import TrainerCallback
 from trl import SFTTrainer
 
 from crossling.device import fp32_trainable
 from sft.runs import AtomicCheckpointMixin
 
 IGNORE_INDEX = -100
+LAUNCHES = "launches.jsonl"  # in the run folder: one record per start of training (see ``LaunchReport``)
 HEAD_CHUNK = 512  # rows of the N x vocab logits computed at once: ~0.5 GB at 262k vocab in fp32
 
 
@@ -113,6 +122,63 @@ def add_trained_positions_head(model) -> None:
     model.forward = types.MethodType(forward, model)
 
 
+def describe_launch(plan: dict) -> str:
+    """One line: world size, per-device batch, accumulation, effective batch, learning rate."""
+    start = f", from step {plan['step']}" if plan.get("step") else ""
+    return (
+        f"world size {plan['world_size']} ({plan['distributed_type']}) x {plan['per_device_train_batch_size']} "
+        f"rows per device x {plan['gradient_accumulation_steps']} accumulation steps = effective batch "
+        f"{plan['effective_batch_size']} rows per optimizer step; learning rate {plan['learning_rate']:g} "
+        f"({plan['lr_scheduler_type']}, the same at every world size){start}"
+    )
+
+
+def record_launch(run_dir: Path, plan: dict) -> str | None:
+    """Append ``plan`` to ``<run_dir>/launches.jsonl`` (a start at step 0 begins a new file); return a
+    warning when a resumed run's effective batch differs from the one its checkpoint was trained with."""
+    path = run_dir / LAUNCHES
+    earlier = []
+    if plan["step"] > 0 and path.is_file():
+        # like metrics.jsonl: launches after the checkpoint this run resumes from are history rewritten
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill mid-write
+            if record.get("step", 0) < plan["step"]:
+                earlier.append(record)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in [*earlier, plan]), encoding="utf-8")
+    tmp.replace(path)
+    before = earlier[-1]["effective_batch_size"] if earlier else None
+    if before is not None and before != plan["effective_batch_size"]:
+        return (
+            f"WARNING: resumed at step {plan['step']} with effective batch {plan['effective_batch_size']}, but "
+            f"the steps before were trained with {before}: the data skip counts steps, so rows are skipped "
+            "or seen twice. Keep processes x per-device batch x accumulation the same when resuming."
+        )
+    return None
+
+
+class LaunchReport(TrainerCallback):
+    """At the start of training, the main process prints :func:`describe_launch` and records it."""
+
+    def __init__(self, trainer: CrosslingSFTTrainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        plan = {"step": state.global_step, "time": round(time.time(), 3), **self.trainer.batch_plan()}
+        self.trainer.launch = plan
+        if not state.is_world_process_zero:
+            return
+        print(f"[sft] {describe_launch(plan)}", flush=True)
+        run_dir = Path(args.output_dir)
+        if run_dir.is_dir():
+            warning = record_launch(run_dir, plan)
+            if warning:
+                print(f"[sft] {warning}", flush=True)
+
+
 class CrosslingSFTTrainer(AtomicCheckpointMixin, SFTTrainer):
     """``SFTTrainer`` + loss on trained positions only, fp32 LoRA weights, atomic checkpoints."""
 
@@ -123,6 +189,22 @@ class CrosslingSFTTrainer(AtomicCheckpointMixin, SFTTrainer):
         fp32_trainable(self.model)  # TRL casts a quantized model's LoRA weights to bf16: undo it
         self.real_tokens = 0  # this process; see ``total_real_tokens``
         self.trained_tokens = 0
+        self.launch: dict = {}  # this start's batch plan (``LaunchReport``)
+        self.add_callback(LaunchReport(self))
+
+    def batch_plan(self) -> dict:
+        """How the batch and the learning rate come out for this launch's world size."""
+        args = self.args
+        return {
+            "world_size": args.world_size,
+            "distributed_type": str(getattr(self.accelerator.distributed_type, "value", "NO")),
+            "per_device_train_batch_size": args.per_device_train_batch_size,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            # transformers' own figure: per-device batch x accumulation x data-parallel processes
+            "effective_batch_size": self.get_total_train_batch_size(args),
+            "learning_rate": args.learning_rate,
+            "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+        }
 
     def total_real_tokens(self) -> int:
         return self._total_train_tokens  # TRL's counter: gathered over processes, padding excluded
