@@ -51,6 +51,39 @@ def lora_rank_slot(rank: int) -> int:
     return next((r for r in VLLM_LORA_RANKS if r >= rank), rank)
 
 
+def parallel_args(
+    tensor_parallel_size: int = 1,
+    pipeline_parallel_size: int = 1,
+    data_parallel_size: int = 1,
+    distributed_executor_backend: str | None = None,
+) -> dict[str, Any]:
+    """vLLM's own parallelism, as its engine arguments of the same names (vLLM 0.32 ``AsyncEngineArgs``).
+
+    Only settings away from vLLM's defaults are returned, so a one-device engine gets exactly the
+    arguments it got before. ``distributed_executor_backend`` (``mp``: processes on this node;
+    ``ray``: a Ray cluster, needed across nodes) starts the tensor/pipeline workers; with data parallel
+    replicas, ``ray`` is also their ``data_parallel_backend`` (vLLM's default there is ``mp``, one node).
+    """
+    sizes = {
+        "tensor_parallel_size": tensor_parallel_size,
+        "pipeline_parallel_size": pipeline_parallel_size,
+        "data_parallel_size": data_parallel_size,
+    }
+    for name, value in sizes.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if distributed_executor_backend not in (None, "mp", "ray"):
+        raise ValueError(
+            f"distributed_executor_backend must be mp, ray or None, got {distributed_executor_backend!r}"
+        )
+    args: dict[str, Any] = {name: value for name, value in sizes.items() if value > 1}
+    if distributed_executor_backend is not None:
+        args["distributed_executor_backend"] = distributed_executor_backend
+        if distributed_executor_backend == "ray" and data_parallel_size > 1:
+            args["data_parallel_backend"] = "ray"
+    return args
+
+
 def engine_args(
     model_path: str,
     *,
@@ -62,6 +95,10 @@ def engine_args(
     max_loras: int | None = None,
     kv_cache_gib: float = DEFAULT_KV_CACHE_GIB,
     device: str | None = None,
+    tensor_parallel_size: int = 1,
+    pipeline_parallel_size: int = 1,
+    data_parallel_size: int = 1,
+    distributed_executor_backend: str | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for ``vllm.LLM(...)`` or ``AsyncEngineArgs(...)``.
 
@@ -76,7 +113,9 @@ def engine_args(
       its cache from ``gpu_memory_utilization``, as before;
     - LoRA, when there are ``adapters`` or ``max_loras`` > 0: ``max_lora_rank`` holds the largest of
       ``lora_rank_floor`` and the adapters' ranks (vLLM refuses an adapter above it at request
-      time), ``max_loras`` defaults to the number of adapters.
+      time), ``max_loras`` defaults to the number of adapters;
+    - parallelism (tensor, pipeline, data parallel; the executor backend): :func:`parallel_args`,
+      present only when asked for.
 
     Why the callers differ: the offline engine (``crossling.generation``) gets adapters one call at a
     time on one kept engine, so it passes ``max_loras=4`` and the rank floor 64 whatever the first
@@ -99,6 +138,11 @@ def engine_args(
             raise ValueError(f"kv_cache_gib must be > 0, got {kv_cache_gib}")
         args["kv_cache_memory_bytes"] = int(kv_cache_gib * GIB)
         args.update(cpu_scheduler_args(max_model_len))
+    args.update(
+        parallel_args(
+            tensor_parallel_size, pipeline_parallel_size, data_parallel_size, distributed_executor_backend
+        )
+    )
     ranks = [adapter_rank(a) for a in adapters]
     n_loras = len(ranks) if max_loras is None else max_loras
     if n_loras:

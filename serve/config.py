@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+# vLLM's engine arguments of the same names (vllm.engine.arg_utils.AsyncEngineArgs, vLLM 0.32).
+PARALLEL_FIELDS = ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size")
+
 
 @dataclass
 class LimitsConfig:
@@ -69,7 +72,11 @@ class LimitsConfig:
 
 @dataclass
 class ServeConfig:
-    """`crossling serve CONFIG`: an OpenAI-compatible server on vLLM or transformers."""
+    """`crossling serve CONFIG`: an OpenAI-compatible server on vLLM, llama.cpp or transformers.
+
+    Parallelism (tensor, pipeline and data parallel, Ray across nodes) is vLLM's own: the four fields
+    below are passed to its engine arguments as they are; the other engines refuse them (docs/scale.md).
+    """
 
     model: str = field(
         default="gemma3-270m",
@@ -89,7 +96,7 @@ class ServeConfig:
         default="auto",
         metadata={
             "help": "auto = vLLM on CUDA; on CPU llama.cpp when built (`make llamacpp`), else vLLM, "
-            "else transformers."
+            "else transformers; vLLM whenever a parallelism field (tensor_parallel_size, ...) is set."
         },
     )
     dtype: str = field(
@@ -115,6 +122,35 @@ class ServeConfig:
         default=2.0,
         metadata={
             "help": "vLLM on CPU: GiB reserved for the KV cache (vLLM's kv_cache_memory_bytes; an explicit VLLM_CPU_KVCACHE_SPACE in the environment wins)."
+        },
+    )
+    tensor_parallel_size: int = field(
+        default=1,
+        metadata={
+            "help": "vLLM only: GPUs each model replica is split across (tensor parallel; within one node, "
+            "e.g. 8 for a 70B model on 8 GPUs). llamacpp and transformers refuse > 1."
+        },
+    )
+    pipeline_parallel_size: int = field(
+        default=1,
+        metadata={
+            "help": "vLLM only: stages the layers are split into (pipeline parallel; across nodes when a "
+            "replica does not fit one node: with distributed_executor_backend: ray)."
+        },
+    )
+    data_parallel_size: int = field(
+        default=1,
+        metadata={
+            "help": "vLLM only: model replicas behind this one server, requests balanced between them "
+            "(each uses tensor x pipeline GPUs)."
+        },
+    )
+    distributed_executor_backend: Literal["mp", "ray"] | None = field(
+        default=None,
+        metadata={
+            "help": "vLLM only: how its workers are started: mp = processes on this node, ray = a Ray "
+            "cluster (needed across nodes; start it first: `ray start`). None = vLLM's choice (mp on "
+            "one node)."
         },
     )
     torch_threads: int | None = field(
@@ -177,6 +213,34 @@ class ServeConfig:
             raise ValueError(f"port must be in 1..65535, got {self.port}")
         if self.max_batch_size < 1 or self.max_model_len < 16:
             raise ValueError("max_batch_size must be >= 1 and max_model_len >= 16")
+        for name in PARALLEL_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.distributed_executor_backend not in (None, "mp", "ray"):
+            raise ValueError(
+                f"distributed_executor_backend must be mp, ray or null, got {self.distributed_executor_backend!r}"
+            )
+        if self.engine != "auto" and (why := self.parallel_refusal(self.engine)):
+            raise ValueError(why)
+
+    @property
+    def parallel(self) -> str:
+        """The parallelism settings asked for, as written in YAML (``"tensor_parallel_size: 2"``);
+        empty when the server runs one model in one process (all sizes 1, no executor backend)."""
+        asked = [f"{n}: {getattr(self, n)}" for n in PARALLEL_FIELDS if getattr(self, n) > 1]
+        if self.distributed_executor_backend is not None:
+            asked.append(f"distributed_executor_backend: {self.distributed_executor_backend}")
+        return ", ".join(asked)
+
+    def parallel_refusal(self, engine: str) -> str | None:
+        """Why ``engine`` cannot run this config's parallelism settings (one line), or None."""
+        if engine == "vllm" or not self.parallel:
+            return None
+        return (
+            f"{self.parallel} needs engine: vllm; the {engine} engine runs one model in one process "
+            "(set it back to 1 / null, or use engine: vllm)"
+        )
 
     @property
     def model_name(self) -> str:

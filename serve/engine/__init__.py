@@ -5,7 +5,7 @@ from __future__ import annotations
 from crossling import llamacpp
 from crossling.adapters import require_adapter
 from crossling.device import has_cuda
-from crossling.vllm import vllm_available
+from crossling.vllm import parallel_args, vllm_available
 from serve.engine.base import Delta, Engine, EngineError, SamplingSettings, TokenLogprob
 from serve.engine.llamacpp_engine import LlamaCppEngine
 from serve.engine.transformers_engine import TransformersEngine
@@ -28,10 +28,30 @@ def auto_engine() -> str:
     return "vllm" if vllm_available() else "transformers"
 
 
+def resolve_engine(config) -> str:
+    """The engine kind for ``config``: its ``engine``, or for ``auto`` :func:`auto_engine`'s choice;
+    parallelism settings (``tensor_parallel_size`` > 1, ...) are vLLM's alone, so ``auto`` then means
+    vLLM, and an engine that cannot run them is refused in one line naming the field."""
+    if config.engine != "auto":
+        kind = config.engine
+    elif config.parallel:
+        if not vllm_available():
+            raise EngineError(
+                f"engine: auto with {config.parallel} needs vLLM, which is not installed "
+                "(pip install 'crossling[cuda]' on GPUs; docs/scale.md)"
+            )
+        kind = "vllm"
+    else:
+        kind = auto_engine()
+    if why := config.parallel_refusal(kind):
+        raise EngineError(why)
+    return kind
+
+
 def build_engine(config) -> Engine:
     """The engine a :class:`serve.config.ServeConfig` asks for (not started yet)."""
     check_adapters(config.adapters)
-    kind = auto_engine() if config.engine == "auto" else config.engine
+    kind = resolve_engine(config)
     common = dict(
         model=config.model,
         adapters=config.adapters,
@@ -43,7 +63,18 @@ def build_engine(config) -> Engine:
         if not vllm_available():
             raise EngineError("engine: vllm asked for but vLLM is not installed (use engine: transformers)")
 
-        return VLLMEngine(**common, max_lora_rank=config.max_lora_rank, kv_cache_gib=config.kv_cache_gib)
+        parallel = parallel_args(
+            config.tensor_parallel_size,
+            config.pipeline_parallel_size,
+            config.data_parallel_size,
+            config.distributed_executor_backend,
+        )
+        return VLLMEngine(
+            **common,
+            max_lora_rank=config.max_lora_rank,
+            kv_cache_gib=config.kv_cache_gib,
+            extra_engine_args=parallel,
+        )
     if kind == "llamacpp":
         return LlamaCppEngine(**common)
 
@@ -58,5 +89,6 @@ __all__ = [
     "TokenLogprob",
     "auto_engine",
     "build_engine",
+    "resolve_engine",
     "vllm_available",
 ]
