@@ -2,7 +2,8 @@
 
 Backends:
 - ``endpoint``: any OpenAI-compatible server (crossling's own ``crossling serve``, vLLM, a hosted
-  API) through the official ``openai`` client, several requests in flight at once.
+  API) through the official ``openai`` client: ``batch_size`` requests in flight at once, each retried
+  ``max_retries`` times with back-off (the client's own), results cached as they arrive.
 - ``transformers``: a local model — seq2seq MT models (Marian, NLLB, M2M) or a causal chat model
   (prompted with the same instruction as the endpoint), generated in batches.
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,15 @@ class TranslatorConfig:
         default=".cache/crossling/translations.sqlite", metadata={"help": "SQLite cache file."}
     )
     batch_size: int = field(
-        default=8, metadata={"help": "Requests in flight (endpoint) or batch size (local)."}
+        default=8,
+        metadata={"help": "Requests in flight at once (endpoint: its concurrency) or batch size (local)."},
+    )
+    max_retries: int = field(
+        default=2,
+        metadata={
+            "help": "Endpoint: retries of a failed request (connection errors, 408/409/429/5xx), with "
+            "the openai client's exponential back-off; then the build stops, keeping what is cached."
+        },
     )
     max_new_tokens: int = field(default=512, metadata={"help": "Longest translation generated."})
     timeout_s: float = field(default=120.0, metadata={"help": "Per-request timeout for the endpoint."})
@@ -54,17 +63,26 @@ class TranslatorConfig:
     def __post_init__(self) -> None:
         if self.backend not in ("endpoint", "transformers"):
             raise ValueError(f"translator backend must be 'endpoint' or 'transformers', got {self.backend!r}")
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
+        if self.batch_size < 1 or self.max_retries < 0:
+            raise ValueError(
+                f"batch_size must be >= 1 and max_retries >= 0, got {self.batch_size}, {self.max_retries}"
+            )
 
 
 class TranslationCache:
-    """A thread-safe SQLite key → translation store (one commit per result: resumable)."""
+    """A thread-safe SQLite key → translation store (one commit per result: resumable).
+
+    WAL mode with a long busy timeout: several build processes on one machine may share the file (a
+    writer waits for another's commit instead of failing with "database is locked"). Not on a network
+    file system: SQLite's locks do not hold there; give each machine its own file.
+    """
 
     def __init__(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), check_same_thread=False)
+        self.db = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("CREATE TABLE IF NOT EXISTS t (key TEXT PRIMARY KEY, text TEXT NOT NULL)")
+        self.db.commit()
         self.lock = threading.Lock()
 
     def get_many(self, keys: list[str]) -> dict[str, str]:
@@ -131,7 +149,7 @@ class Translator:
                 base_url=self.cfg.base_url,
                 api_key=self.cfg.api_key or "none",
                 timeout=self.cfg.timeout_s,
-                max_retries=2,
+                max_retries=self.cfg.max_retries,
             )
         client = self._client
 
@@ -148,8 +166,16 @@ class Translator:
                 raise CrosslingError(f"translator endpoint {self.cfg.base_url} failed: {e}") from e
             return text, (resp.choices[0].message.content or "").strip()
 
+        # At most batch_size requests in flight; each result is yielded (and cached by translate) as
+        # soon as it arrives, so a request that fails after its retries loses no finished one.
         with ThreadPoolExecutor(max_workers=self.cfg.batch_size) as pool:
-            yield from pool.map(one, texts)
+            futures = [pool.submit(one, t) for t in texts]
+            try:
+                for future in as_completed(futures):
+                    yield future.result()
+            finally:
+                for future in futures:
+                    future.cancel()
 
     def _transformers(self, texts: list[str], src: str, tgt: str):
         import torch
