@@ -5,25 +5,36 @@ into per-(recipe, language) reservoirs of at most ``oversample × train_examples
 cut to ``oversample ×`` its mixing quota; the gates run on what is left (dev after train, sharing
 dedup memory, so dev never repeats train); the mix draws the final rows; leftovers that passed the
 gates become the preference prompts. Outputs are written by ``data_recipes.card``.
+
+With ``num_proc`` > 1, worker processes read the user's JSONL files (in byte-range shards) and run
+the gates that do not depend on order; whatever does (reservoirs, dedup, the report) stays here, so
+the dataset is the same for any ``num_proc`` (docs/scale.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import itertools
 import math
+import multiprocessing
+import pickle
 import random
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
 from crossling import languages
 from crossling.corpora import DATA_DIR, gsm8k_train
+from crossling.decontamination import hash_parts, normalize
 from crossling.errors import ConfigError, DataError
 from crossling.langid import detect
-from crossling.loaders import iter_records
+from crossling.loaders import _jsonl_records, _short, iter_records
 from data_recipes import mixing
 from data_recipes.gates import (
     QUARANTINED,
@@ -38,7 +49,7 @@ from data_recipes.recipes import safety as safety_recipe
 from data_recipes.recipes import translation_following as tf_recipe
 from data_recipes.recipes import xcot as xcot_recipe
 from data_recipes.recipes.preference_prompts import PreferencePromptsConfig, from_rows
-from data_recipes.schema import stable_hash, validate_row
+from data_recipes.schema import row_text, stable_hash, validate_row
 from data_recipes.translator import Translator, TranslatorConfig, translate_problems
 
 DEFAULT_LANGUAGES = ["en", "de", "fr", "es", "ru", "zh", "ja", "ar", "hi", "bn", "sw"]
@@ -94,7 +105,12 @@ class BuildConfig:
         metadata={"help": "Tokenizer used to report token counts in the card (null: skip)."},
     )
     num_proc: int = field(
-        default=1, metadata={"help": "Processes for writing the HF dataset (save_to_disk)."}
+        default=1,
+        metadata={
+            "help": "Processes for the per-row work: reading + validating extra_sft_files (.jsonl, in "
+            "~4 MB shards) and the quality gates (language ID, decontamination). The dataset is the "
+            "same, byte for byte, for any value."
+        },
     )
     translation_following: tf_recipe.TranslationFollowingConfig = field(
         default_factory=tf_recipe.TranslationFollowingConfig,
@@ -217,7 +233,7 @@ def _safety_rows(cfg: BuildConfig, report: DropReport) -> list[dict]:
     return safety_recipe.build(cfg.safety, cfg.languages, cfg.seed, seed_rows=seed_rows)
 
 
-def user_rows(cfg: BuildConfig, quarantine: list[dict]) -> Iterator[dict]:
+def user_rows(cfg: BuildConfig, quarantine: list[dict], paths: list[str] | None = None) -> Iterator[dict]:
     """The user's SFT-schema files, streamed; each row is validated where it is read.
 
     Every row of a file is mixed as ``user:<file stem>`` (the ``user`` weight), whatever ``recipe`` it
@@ -225,27 +241,32 @@ def user_rows(cfg: BuildConfig, quarantine: list[dict]) -> Iterator[dict]:
     mixing them under that name gave them that recipe's weight, or none (0 rows out, exit 0). Their
     own label is kept (``_recipe``) and written back to disk.
     """
-    for path in cfg.extra_sft_files:
+    for path in cfg.extra_sft_files if paths is None else paths:
         records = iter_records(
             path, check=_user_row_problem, lenient=cfg.lenient, quarantine=quarantine, hint=LENIENT_HINT
         )
         for rec in records:
-            if rec.get("recipe"):
-                rec["_recipe"] = rec["recipe"]
-            rec["recipe"] = user_recipe(path)
-            rec.setdefault("source", f"{path}:{rec['_line']}")
-            rec.setdefault("src_lang", None)
-            rec.setdefault("tgt_lang", None)
-            rec["split"] = rec.get("split") or "train"
-            # `lang` is the language of the answer; the instruction may be in any language (a
-            # translation request quotes its source), so only assistant turns are language-checked.
-            # Every turn is still decontaminated.
-            rec["_checks"] = [
-                (m["content"], rec["lang"] if m["role"] == "assistant" else None)
-                for m in rec["messages"]
-                if m["role"] != "system"
-            ]
-            yield rec
+            yield as_user_row(rec, path)
+
+
+def as_user_row(rec: dict, path: str) -> dict:
+    """A validated record of a user file as a build row (in place): see :func:`user_rows`."""
+    if rec.get("recipe"):
+        rec["_recipe"] = rec["recipe"]
+    rec["recipe"] = user_recipe(path)
+    rec.setdefault("source", f"{path}:{rec['_line']}")
+    rec.setdefault("src_lang", None)
+    rec.setdefault("tgt_lang", None)
+    rec["split"] = rec.get("split") or "train"
+    # `lang` is the language of the answer; the instruction may be in any language (a
+    # translation request quotes its source), so only assistant turns are language-checked.
+    # Every turn is still decontaminated.
+    rec["_checks"] = [
+        (m["content"], rec["lang"] if m["role"] == "assistant" else None)
+        for m in rec["messages"]
+        if m["role"] != "system"
+    ]
+    return rec
 
 
 def user_recipe(path: str) -> str:
@@ -268,11 +289,18 @@ def assign_split(row: dict, dev_fraction: float) -> dict:
 
 def collect(rows: Iterable[dict], cap: int, seed: int) -> tuple[dict[str, dict], dict[str, dict]]:
     """Per split and (recipe, lang) cell: a uniform reservoir of ≤ ``cap`` rows and the true count."""
+    return collect_keyed(((r["split"], (r["recipe"], r["lang"]), r) for r in rows), cap, seed)
+
+
+def collect_keyed(
+    entries: Iterable[tuple[str, tuple[str, str], Any]], cap: int, seed: int
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """:func:`collect` over ``(split, cell, row)``; a row may be a pickled dict (from a worker
+    process): kept as such (compact), unpickled by :func:`gate_split` if it is sampled for the gates."""
     rngs: dict = {}
     pools: dict[str, dict] = {"train": defaultdict(list), "dev": defaultdict(list)}
     sizes: dict[str, dict] = {"train": defaultdict(int), "dev": defaultdict(int)}
-    for row in tqdm(rows, desc="collecting rows", unit="row", mininterval=1.0):
-        split, cell = row["split"], (row["recipe"], row["lang"])
+    for split, cell, row in tqdm(entries, desc="collecting rows", unit="row", mininterval=1.0):
         sizes[split][cell] += 1
         seen = sizes[split][cell]
         if seen <= cap:
@@ -302,9 +330,11 @@ def gate_split(pools: dict, sizes: dict, want: int, cfg: BuildConfig, gates: Gat
         rng = random.Random(f"presample-{cfg.seed}-{desc}-{cell[0]}-{cell[1]}")  # per cell: see mixing.mix
         sample = rng.sample(pools[cell], min(k, len(pools[cell])))
         gates.report.add_count(SURPLUS_NOT_GATED, cell[0], cell[1], sizes[cell] - len(sample))
-        todo += sample
+        todo += [pickle.loads(r) if isinstance(r, bytes) else r for r in sample]
     passed: dict = defaultdict(list)
-    for row in gates.filter(tqdm(todo, desc=f"quality gates ({desc})", unit="row", mininterval=1.0)):
+    bar = tqdm(todo, desc=f"quality gates ({desc})", unit="row", mininterval=1.0)
+    kept = gates.filter(bar) if cfg.num_proc == 1 else parallel_gates(gates, bar, cfg.num_proc)
+    for row in kept:
         passed[(row["recipe"], row["lang"])].append(row)
     return dict(passed)
 
@@ -314,9 +344,17 @@ def run(cfg: BuildConfig) -> BuildResult:
     start = time.perf_counter()
     report, quarantine = DropReport(), []
     made = list(recipe_rows(cfg, report))  # small: materialized so progress bars do not interleave
-    rows = (assign_split(r, cfg.dev_fraction) for src in (made, user_rows(cfg, quarantine)) for r in src)
     cap = max(1, math.ceil(cfg.oversample * cfg.train_examples))
-    pools, sizes = collect(rows, cap, cfg.seed)
+    if cfg.num_proc == 1:
+        rows = (assign_split(r, cfg.dev_fraction) for src in (made, user_rows(cfg, quarantine)) for r in src)
+        pools, sizes = collect(rows, cap, cfg.seed)
+    else:
+        made = (assign_split(r, cfg.dev_fraction) for r in made)
+        entries = itertools.chain(
+            ((r["split"], (r["recipe"], r["lang"]), r) for r in made),
+            sharded_user_rows(cfg, quarantine),
+        )
+        pools, sizes = collect_keyed(entries, cap, cfg.seed)
     for q in quarantine:
         where = {"recipe": user_recipe(q["file"]), "lang": "?", "source": f"{q['file']}:{q['line']}"}
         report.add(QUARANTINED, where, q["reason"])
@@ -351,6 +389,190 @@ def run(cfg: BuildConfig) -> BuildResult:
         quarantine=quarantine,
         seconds=time.perf_counter() - start,
     )
+
+
+# --- the per-row work in worker processes (num_proc > 1) -------------------------------------------
+#
+# Rows are read, validated and gated by workers; everything that depends on order (the reservoirs,
+# dedup memory, the drop report, the quarantine list, the first error) stays in this process and
+# sees the rows in file order, so the dataset is the same, byte for byte, as with one process.
+
+SHARD_BYTES = 1 << 22  # JSONL bytes per task (~10k rows of chat text)
+GATE_CHUNK = 512  # rows per gate task
+# The gates that come before the exact-dedup check in Gates.reason: a worker's verdict among them
+# stands; a later one (contaminated, wrong_language) only if the row is not an exact duplicate.
+EARLY_GATES = ("malformed", "answer_mismatch", "too_short", "too_long")
+
+
+def _pool(num_proc: int, initializer=None, initargs: tuple = ()):
+    """Worker processes: forked where the platform allows (they inherit the loaded language-ID models
+    and decontamination index), spawned elsewhere (they load them again)."""
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+    return ctx.Pool(num_proc, initializer, initargs)
+
+
+def _ordered(pool, fn, tasks: Iterable[tuple], ahead: int) -> Iterator:
+    """``fn(*task)`` for each task on ``pool``, results in task order, at most ``ahead`` in flight
+    (``Pool.imap`` would read the whole source ahead of the workers: unbounded memory)."""
+    pending: deque = deque()
+    for task in tasks:
+        pending.append(pool.apply_async(fn, task))
+        if len(pending) >= ahead:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
+def jsonl_shards(path: str, shard_bytes: int | None = None) -> Iterator[tuple[str, int, int, int]]:
+    """``(path, offset, length, first line number)`` of consecutive whole-line byte ranges of about
+    ``shard_bytes`` (default :data:`SHARD_BYTES`) of a JSONL file; lines end at ``\n`` only, as the
+    loader reads them."""
+    shard_bytes = shard_bytes or SHARD_BYTES
+    offset, lineno = 0, 1
+    with open(path, "rb") as f:
+        while block := f.read(shard_bytes):
+            end = block.rfind(b"\n")
+            while end < 0:  # one line longer than a shard: extend to its end
+                more = f.read(shard_bytes)
+                if not more:
+                    end = len(block) - 1
+                    break
+                block += more
+                end = block.rfind(b"\n")
+            length = end + 1
+            f.seek(offset + length)
+            yield path, offset, length, lineno
+            offset, lineno = offset + length, lineno + block.count(b"\n", 0, length)
+
+
+class _LinesFile:
+    """What ``crossling.loaders`` reads a JSONL path with (``.open("rb")``), over lines in memory."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def open(self, mode: str) -> io.BytesIO:
+        return io.BytesIO(self.data)
+
+
+def _user_shard(
+    path: str, offset: int, length: int, first: int, lenient: bool, dev_fraction: float
+) -> list[tuple]:
+    """One byte range of a user's JSONL file read as :func:`user_rows` would (same checks, same line
+    numbers), in order: ``("row", split, cell, pickled row)``, ``("quarantine", entry)`` or
+    ``("error", message)`` (raised by the main process when it gets there)."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read(length)
+    # The loader drops a BOM on line 1 only: after the first shard, a blank line (skipped) takes
+    # that place so that the shard's first line is read as any other line.
+    shift = 0 if first == 1 else 1
+    raw = _jsonl_records(_LinesFile(b"\n" * shift + data))  # type: ignore[arg-type]
+    out: list[tuple] = []
+    for lineno, rec, problem in raw:
+        lineno += first - 1 - shift
+        if problem is None:
+            problem = _user_row_problem(rec)
+        if problem is not None:
+            if not lenient:
+                out.append(("error", f"{path}:{lineno}: {problem} ({LENIENT_HINT})"))
+                break
+            out.append(("quarantine", {"file": path, "line": lineno, "reason": problem, "raw": _short(rec)}))
+            continue
+        rec["_line"] = lineno
+        row = assign_split(as_user_row(rec, path), dev_fraction)
+        out.append(("row", row["split"], (row["recipe"], row["lang"]), pickle.dumps(row, protocol=5)))
+    return out
+
+
+def sharded_user_rows(cfg: BuildConfig, quarantine: list[dict]) -> Iterator[tuple[str, tuple[str, str], Any]]:
+    """:func:`user_rows` (+ :func:`assign_split`) as ``(split, cell, row)`` entries: local ``.jsonl``
+    files are read in byte-range shards by ``cfg.num_proc`` workers, other sources here."""
+    with _pool(cfg.num_proc) as pool:
+        for path in cfg.extra_sft_files:
+            if path.startswith("hf:") or Path(path).suffix.lower() != ".jsonl" or not Path(path).is_file():
+                for row in user_rows(cfg, quarantine, [path]):
+                    row = assign_split(row, cfg.dev_fraction)
+                    yield row["split"], (row["recipe"], row["lang"]), row
+                continue
+            tasks = ((*shard, cfg.lenient, cfg.dev_fraction) for shard in jsonl_shards(path))
+            for results in _ordered(pool, _user_shard, tasks, ahead=2 * cfg.num_proc):
+                for item in results:
+                    if item[0] == "row":
+                        yield item[1], item[2], item[3]
+                    elif item[0] == "quarantine":
+                        quarantine.append(item[1])
+                    else:
+                        raise DataError(item[1])
+
+
+_WORKER_GATES: Gates | None = None
+
+
+def _gate_worker_init(cfg: GateConfig) -> None:
+    """A worker's gates: the order-free ones only (no dedup memory; the main process keeps that)."""
+    global _WORKER_GATES
+    order_free = dataclasses.replace(cfg, exact_dedup=False, near_dedup_threshold=1.0)
+    _WORKER_GATES = Gates(order_free, DropReport())
+
+
+def _gate_verdicts(rows: list[dict]) -> list[tuple[str, str] | None]:
+    assert _WORKER_GATES is not None
+    return [_WORKER_GATES.reason(row) for row in rows]
+
+
+def parallel_gates(gates: Gates, rows: Iterable[dict], num_proc: int) -> Iterator[dict]:
+    """``gates.filter(rows)`` with the order-free gates (schema, answer, length, decontamination,
+    language ID) in ``num_proc`` workers and the order-bound ones (exact and near dedup) here, in
+    order, exactly as :meth:`Gates.reason` applies them."""
+    chunks = _chunks(rows, GATE_CHUNK)
+    with _pool(num_proc, _gate_worker_init, (gates.cfg,)) as pool:
+        pending: deque = deque()
+
+        def drain(chunk_and_result):
+            chunk, result = chunk_and_result
+            for row, verdict in zip(chunk, result.get(), strict=True):
+                failed = _ordered_gates(gates, row, verdict)
+                if failed is None:
+                    yield row
+                else:
+                    gates.report.add(failed[0], row, failed[1])
+
+        for chunk in chunks:
+            pending.append((chunk, pool.apply_async(_gate_verdicts, (chunk,))))
+            if len(pending) >= 2 * num_proc:
+                yield from drain(pending.popleft())
+        while pending:
+            yield from drain(pending.popleft())
+
+
+def _ordered_gates(gates: Gates, row: dict, verdict: tuple[str, str] | None) -> tuple[str, str] | None:
+    """The rest of :meth:`Gates.reason` for a row whose order-free verdict a worker gave."""
+    if verdict is not None and verdict[0] in EARLY_GATES:
+        return verdict
+    cfg, text = gates.cfg, row_text(row)
+    key = hash_parts([normalize(text)]) if cfg.exact_dedup else None
+    if key is not None and key in gates.exact:
+        return "exact_duplicate", ""
+    if verdict is not None:
+        return verdict
+    if gates.near is not None and gates.near.seen(f"{row.get('lang')}\n{text}"):
+        return "near_duplicate", ""
+    if key is not None:
+        gates.exact.add(key)
+    return None
+
+
+def _chunks(rows: Iterable[dict], n: int) -> Iterator[list[dict]]:
+    chunk: list[dict] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 WHY_MISSING = {

@@ -146,7 +146,7 @@ def write(cfg: BuildConfig, result: BuildResult, command: str) -> Path:
     write_jsonl(out / "preference_prompts.jsonl", result.prompts)
     if result.quarantine:
         write_jsonl(out / "quarantine.jsonl", result.quarantine)
-    _save_hf(out / "hf", train, dev, cfg.num_proc)
+    _save_hf(out / "hf", train, dev)
     report = result.report.to_dict()
     report["candidates"] = _cells(result.candidates)
     report["passed_gates"] = _cells(result.available)
@@ -165,7 +165,10 @@ def _cells(per_split: dict[str, dict[tuple[str, str], int]]) -> dict[str, dict[s
     }
 
 
-def _save_hf(path: Path, train: list[dict], dev: list[dict], num_proc: int) -> None:
+def _save_hf(path: Path, train: list[dict], dev: list[dict]) -> None:
+    """The splits as a ``DatasetDict`` on disk, in one process whatever ``num_proc``: ``save_to_disk``
+    with ``num_proc`` N writes at least N shards (another layout, other files), and the splits are
+    the mixed rows only (``train_examples``, small), so processes would gain nothing here."""
     import datasets
 
     features = datasets.Features(
@@ -187,4 +190,4 @@ def _save_hf(path: Path, train: list[dict], dev: list[dict], num_proc: int) -> N
         return datasets.Dataset.from_dict(columns, features=features)
 
     dd = datasets.DatasetDict({"train": table(train), "dev": table(dev)})
-    dd.save_to_disk(str(path), num_proc=num_proc if num_proc > 1 else None)
+    dd.save_to_disk(str(path))
