@@ -122,6 +122,21 @@ def add_trained_positions_head(model) -> None:
     model.forward = types.MethodType(forward, model)
 
 
+def batch_plan(trainer) -> dict:
+    """How the batch and the learning rate of any ``transformers.Trainer`` come out for this world size."""
+    args = trainer.args
+    return {
+        "world_size": args.world_size,
+        "distributed_type": str(getattr(trainer.accelerator.distributed_type, "value", "NO")),
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        # transformers' own figure: per-device batch x accumulation x data-parallel processes
+        "effective_batch_size": trainer.get_total_train_batch_size(args),
+        "learning_rate": args.learning_rate,
+        "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+    }
+
+
 def describe_launch(plan: dict) -> str:
     """One line: world size, per-device batch, accumulation, effective batch, learning rate."""
     start = f", from step {plan['step']}" if plan.get("step") else ""
@@ -161,13 +176,14 @@ def record_launch(run_dir: Path, plan: dict) -> str | None:
 
 
 class LaunchReport(TrainerCallback):
-    """At the start of training, the main process prints :func:`describe_launch` and records it."""
+    """At the start of training, the main process prints :func:`describe_launch` and records it in the
+    run folder; ``trainer.launch`` keeps the plan. Works with any ``transformers.Trainer``."""
 
-    def __init__(self, trainer: CrosslingSFTTrainer):
+    def __init__(self, trainer):
         self.trainer = trainer
 
     def on_train_begin(self, args, state, control, **kwargs):
-        plan = {"step": state.global_step, "time": round(time.time(), 3), **self.trainer.batch_plan()}
+        plan = {"step": state.global_step, "time": round(time.time(), 3), **batch_plan(self.trainer)}
         self.trainer.launch = plan
         if not state.is_world_process_zero:
             return
@@ -191,20 +207,6 @@ class CrosslingSFTTrainer(AtomicCheckpointMixin, SFTTrainer):
         self.trained_tokens = 0
         self.launch: dict = {}  # this start's batch plan (``LaunchReport``)
         self.add_callback(LaunchReport(self))
-
-    def batch_plan(self) -> dict:
-        """How the batch and the learning rate come out for this launch's world size."""
-        args = self.args
-        return {
-            "world_size": args.world_size,
-            "distributed_type": str(getattr(self.accelerator.distributed_type, "value", "NO")),
-            "per_device_train_batch_size": args.per_device_train_batch_size,
-            "gradient_accumulation_steps": args.gradient_accumulation_steps,
-            # transformers' own figure: per-device batch x accumulation x data-parallel processes
-            "effective_batch_size": self.get_total_train_batch_size(args),
-            "learning_rate": args.learning_rate,
-            "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
-        }
 
     def total_real_tokens(self) -> int:
         return self._total_train_tokens  # TRL's counter: gathered over processes, padding excluded
