@@ -253,6 +253,7 @@ class SFTRecipe:
             real_tokens_per_second=round(tokens / max(seconds, 1e-6), 1),
             trained_tokens=self.trainer.trained_tokens,
             processes=self.trainer.accelerator.num_processes,
+            launch=self.trainer.launch,  # world size, effective batch, learning rate of this start
         )
         if self.trainer.eval_dataset:
             metrics = self.trainer.evaluate()

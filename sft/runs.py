@@ -180,7 +180,7 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 # older run passes for this one's (align's reward run adds its transfer report). Caches such as DPO's
 # scored.jsonl are kept: they are keyed by their inputs.
 RUN_OUTPUTS = (
-    "adapter", "adapter_last", "metrics.jsonl", "summary.json", "loss.png", "tb",
+    "adapter", "adapter_last", "metrics.jsonl", "launches.jsonl", "summary.json", "loss.png", "tb",
     "transfer.json", "transfer.md", "transfer.png",
 )  # fmt: skip
 
