@@ -105,8 +105,10 @@ def start_run(cfg, command: str | None, verb: str) -> tuple[Path, str | None]:
 
 def add_callbacks(trainer, run_dir: Path, report_to: list[str]) -> None:
     from sft.runs import MetricsJsonlCallback
+    from sft.trainer import LaunchReport
 
     trainer.add_callback(MetricsJsonlCallback(run_dir / "metrics.jsonl"))
+    trainer.add_callback(LaunchReport(trainer, tag="align"))  # world size, effective batch, learning rate
     if "tensorboard" in report_to:
         from transformers.integrations import TensorBoardCallback
 
@@ -128,6 +130,7 @@ def train_and_save(trainer, run_dir: Path, title: str, summary: dict, resume: st
         steps=output.global_step,
         train_loss=round(output.training_loss, 4),
         train_seconds=round(time.time() - t0, 1),
+        launch=getattr(trainer, "launch", {}),  # LaunchReport: world size, effective batch, learning rate
     )
     adapter_dir = run_dir / "adapter"
     model = trainer.accelerator.unwrap_model(trainer.model)

@@ -179,20 +179,20 @@ class LaunchReport(TrainerCallback):
     """At the start of training, the main process prints :func:`describe_launch` and records it in the
     run folder; ``trainer.launch`` keeps the plan. Works with any ``transformers.Trainer``."""
 
-    def __init__(self, trainer):
-        self.trainer = trainer
+    def __init__(self, trainer, tag: str = "sft"):
+        self.trainer, self.tag = trainer, tag
 
     def on_train_begin(self, args, state, control, **kwargs):
         plan = {"step": state.global_step, "time": round(time.time(), 3), **batch_plan(self.trainer)}
         self.trainer.launch = plan
         if not state.is_world_process_zero:
             return
-        print(f"[sft] {describe_launch(plan)}", flush=True)
+        print(f"[{self.tag}] {describe_launch(plan)}", flush=True)
         run_dir = Path(args.output_dir)
         if run_dir.is_dir():
             warning = record_launch(run_dir, plan)
             if warning:
-                print(f"[sft] {warning}", flush=True)
+                print(f"[{self.tag}] {warning}", flush=True)
 
 
 class CrosslingSFTTrainer(AtomicCheckpointMixin, SFTTrainer):
