@@ -61,7 +61,10 @@ def test_reward_model_ranks_constructed_pair_after_training(trained_rm):
     # the batch plan of this start (sft.trainer.LaunchReport), in the summary and the run folder
     launch = json.loads((recipe.run_dir / "summary.json").read_text())["launch"]
     assert (launch["world_size"], launch["effective_batch_size"], launch["learning_rate"]) == (1, 8, 5e-3)
-    assert json.loads((recipe.run_dir / "launches.jsonl").read_text().splitlines()[-1])["effective_batch_size"] == 8
+    assert (
+        json.loads((recipe.run_dir / "launches.jsonl").read_text().splitlines()[-1])["effective_batch_size"]
+        == 8
+    )
 
 
 def test_transfer_report_has_one_row_per_language(trained_rm):
