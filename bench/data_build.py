@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/data_build.py [--rows 1000000,10000000] [--workers 1,2] [--langid]
 
-The source is a JSONL of chat rows in 6 languages with ~5% exact duplicates, written once per
-``--rows`` value (kept in ``--source_dir`` when given, so a rerun skips writing it). Each build then
+The source is a JSONL of chat rows in 6 languages with ~5% exact duplicates (10M rows: ten marked
+copies of the 1M rows, see ``write_copies``), written once per ``--rows`` value (kept in ``--source_dir`` when given, so a rerun skips writing it). Each build then
 runs in its own process with ``num_proc`` = the worker count: the workers read and validate the file
 in byte-range shards and run the order-free quality gates; the reservoirs, dedup and mixing stay in
 the main process, so memory is bounded by the reservoirs (``oversample × train_examples`` rows per
@@ -13,7 +13,8 @@ real language); ``--langid`` turns it on.
 
 Peak memory is reported as the main process's max RSS, the largest worker's max RSS
 (``RUSAGE_CHILDREN``), and the peak of their sum sampled every 0.2 s (an upper bound: forked
-workers share pages with the main process).
+workers share pages with the main process). CPU seconds (main process; workers) are printed too: on
+a shared machine they, not the wall clock, say what the build costs.
 """
 
 from __future__ import annotations
@@ -61,13 +62,32 @@ def write_source(path: Path, rows: int, seed: int = 0) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+MILLION = 1_000_000
+USER_TURN = b'[{"role": "user", "content": "'
+
+
+def write_copies(path: Path, base: Path, copies: int) -> None:
+    """``copies`` × the rows of ``base``, copy k's questions starting with ``c<k>`` (unique texts of
+    the same shape and mix): a 10M-row source in seconds rather than minutes of row generation."""
+    with path.open("wb") as out:
+        for k in range(copies):
+            marker = USER_TURN + (f"c{k} ".encode() if k else b"")
+            with base.open("rb") as f:
+                while lines := f.readlines(1 << 26):
+                    out.write(b"".join(lines).replace(USER_TURN, marker))
+
+
 def source_for(rows: int, folder: Path) -> Path:
-    """The synthetic source of ``rows`` rows in ``folder``, written unless already there."""
+    """The synthetic source of ``rows`` rows in ``folder``, written unless already there (a multiple
+    of a million above one million: copies of the 1M-row source, see :func:`write_copies`)."""
     path = folder / f"synthetic-{rows}.jsonl"
     done = path.with_suffix(".done")  # written last: a half-written source is never reused
     if not done.is_file():
         t0 = time.perf_counter()
-        write_source(path, rows)
+        if rows > MILLION and rows % MILLION == 0:
+            write_copies(path, source_for(MILLION, folder), rows // MILLION)
+        else:
+            write_source(path, rows)
         done.write_text(str(rows))
         mb = path.stat().st_size / 1e6
         print(f"wrote {rows:,} rows ({mb:,.0f} MB) in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -102,6 +122,12 @@ class TreeRSS:
         self._thread.join()
 
 
+def _cpu_seconds() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process and of its ended children so far."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
 def build_once(source: Path, rows: int, workers: int, train_examples: int, langid: bool) -> dict:
     """One build in this process (the child's side); returns the figures."""
     from crossling.config import load_config
@@ -118,10 +144,12 @@ def build_once(source: Path, rows: int, workers: int, train_examples: int, langi
         }  # fmt: skip
         cfg = load_config(build.BuildConfig, None, [f"--{k}={json.dumps(v)}" for k, v in overrides.items()])
         with TreeRSS() as tree:
+            cpu0 = _cpu_seconds()
             t0 = time.perf_counter()
             result = build.run(cfg)
             out = card.write(cfg, result, "bench/data_build.py")
             seconds = time.perf_counter() - t0
+            cpu = [b - a for a, b in zip(cpu0, _cpu_seconds(), strict=True)]
         digest = hashlib.sha256((out / "train.jsonl").read_bytes()).hexdigest()
     return {
         "rows": rows,
@@ -132,6 +160,8 @@ def build_once(source: Path, rows: int, workers: int, train_examples: int, langi
         "main_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "worker_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "tree_peak_mb": tree.peak / 2**20,
+        "main_cpu_s": cpu[0],
+        "workers_cpu_s": cpu[1],
         "train_sha256": digest,
         "report": result.report.to_text(),
     }
@@ -172,6 +202,7 @@ def main() -> int:
                 line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
                 figures = json.loads(line.removeprefix("RESULT "))
                 results.append(figures)
+                print("RESULT " + json.dumps({k: v for k, v in figures.items() if k != "report"}), flush=True)
                 print(
                     f"{rows:>11,} rows, {workers} worker(s): {figures['seconds']:7.1f} s = "
                     f"{figures['rows_per_s']:>8,.0f} rows/s; peak RSS main {figures['main_peak_mb']:,.0f} MB, "
@@ -181,12 +212,16 @@ def main() -> int:
                 )
     print(results[-1]["report"])
     print(f"\nlangid {'on' if args.langid else 'off'}; train_examples {args.train_examples:,}")
-    print("| source rows | workers | seconds | rows/s | peak RSS main | largest worker | sum (sampled) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| source rows | workers | seconds | rows/s | CPU s main + workers | peak RSS main | largest worker "
+        "| sum (sampled) |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for f in results:
         print(
             f"| {f['rows']:,} | {f['workers']} | {f['seconds']:.1f} | {f['rows_per_s']:,.0f} | "
-            f"{f['main_peak_mb']:,.0f} MB | {f['worker_peak_mb']:,.0f} MB | {f['tree_peak_mb']:,.0f} MB |"
+            f"{f['main_cpu_s']:.0f} + {f['workers_cpu_s']:.0f} | {f['main_peak_mb']:,.0f} MB | "
+            f"{f['worker_peak_mb']:,.0f} MB | {f['tree_peak_mb']:,.0f} MB |"
         )
     same = {(f["rows"], f["train_sha256"]) for f in results}
     if len(same) != len(sizes):
