@@ -142,7 +142,10 @@ def build_once(source: Path, rows: int, workers: int, train_examples: int, langi
             "preference_prompts": {"enabled": False}, "num_proc": workers,
             "gates": {"langid": langid, "decontaminate": True, "multijail_csv": "/nonexistent"},
         }  # fmt: skip
-        cfg = load_config(build.BuildConfig, None, [f"--{k}={json.dumps(v)}" for k, v in overrides.items()])
+        # strings as they are (a string field keeps quotes: the output went to a folder named '"' in
+        # the working directory), the rest as JSON, which the command line reads as YAML
+        flags = [f"--{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in overrides.items()]
+        cfg = load_config(build.BuildConfig, None, flags)
         with TreeRSS() as tree:
             cpu0 = _cpu_seconds()
             t0 = time.perf_counter()
