@@ -44,7 +44,10 @@ SAME_FILES = ("train.jsonl", "dev.jsonl", "preference_prompts.jsonl", "quarantin
 
 def _row(user: str, answer: str, lang: str, **extra) -> dict:
     messages = [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
-    return {"messages": messages, "lang": lang, **extra}
+    # a source of its own: without one a row's source is "<absolute path>:<line>", so the split
+    # (and which rows the mix samples) would change with pytest's temporary folder
+    source = "scale:" + hashlib.sha1((user + "\n" + answer).encode()).hexdigest()[:12]
+    return {"messages": messages, "lang": lang, "source": source, **extra}
 
 
 def _source(path: Path) -> Path:
@@ -85,7 +88,7 @@ def _build(tmp: Path, source: Path, num_proc: int, *extra: str) -> Path:
     off = json.dumps({"enabled": False})
     args = [
         "build", str(REPO / "configs/data/default.yaml"), "--name", f"np{num_proc}", "--output_dir", str(tmp),
-        "--languages", "[en, de]", "--train_examples", "40", "--dev_examples", "8", "--count_tokens_with", "null",
+        "--languages", "[en, de]", "--train_examples", "400", "--dev_examples", "40", "--count_tokens_with", "null",
         "--extra_sft_files", f"[{source}]", "--lenient", "true", "--num_proc", str(num_proc),
         "--xcot", off, "--translation_following", off, "--safety", off, *extra,
     ]  # fmt: skip
