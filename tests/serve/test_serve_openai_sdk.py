@@ -248,10 +248,17 @@ def test_client_disconnect_aborts_generation(client, server):
     assert _wait_for(lambda: server[1].state.limiter.running == 0)
     generated = metric_value(metrics(server), "crossling_generation_tokens_total") - tokens_before
     assert generated < 400  # stopped early, not run to the end
-    # non-streamed: the client gives up (timeout) and the server aborts too
+    # non-streamed: the client gives up (timeout) and the server aborts too. The timeout is a
+    # quarter of what the whole answer takes on this machine: a fixed 0.5 s let a fast machine
+    # finish the answer before the hang-up was seen (nothing to abort; failed in a clean CI run)
+    start = time.monotonic()
+    client.chat.completions.create(
+        model="tiny", messages=CHAT, max_tokens=400, extra_body={"ignore_eos": True}
+    )
+    whole = time.monotonic() - start
     before = metric_value(metrics(server), "crossling_requests_aborted_total")
     with pytest.raises(openai.APITimeoutError):
-        client.with_options(timeout=0.5).chat.completions.create(
+        client.with_options(timeout=whole / 4, max_retries=0).chat.completions.create(
             model="tiny", messages=CHAT, max_tokens=400, extra_body={"ignore_eos": True}
         )
     assert _wait_for(lambda: metric_value(metrics(server), "crossling_requests_aborted_total") > before)
