@@ -257,11 +257,15 @@ def test_client_disconnect_aborts_generation(client, server):
     )
     whole = time.monotonic() - start
     before = metric_value(metrics(server), "crossling_requests_aborted_total")
+    tokens_before = metric_value(metrics(server), "crossling_generation_tokens_total")
     with pytest.raises(openai.APITimeoutError):
         client.with_options(timeout=whole / 4, max_retries=0).chat.completions.create(
             model="tiny", messages=CHAT, max_tokens=400, extra_body={"ignore_eos": True}
         )
-    assert _wait_for(lambda: metric_value(metrics(server), "crossling_requests_aborted_total") > before)
+    assert _wait_for(lambda: server[1].state.limiter.running == 0)
+    generated = metric_value(metrics(server), "crossling_generation_tokens_total") - tokens_before
+    aborted = metric_value(metrics(server), "crossling_requests_aborted_total") - before
+    assert (aborted, generated < 400) == (1, True), (aborted, generated, whole)
 
 
 def test_health_and_metrics(server):
