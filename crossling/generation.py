@@ -76,9 +76,21 @@ class GenerationCache:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / "generations.sqlite"
         self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS gen (key TEXT PRIMARY KEY, value TEXT, created REAL)")
-        self._db.commit()
+        # Switching a fresh file to WAL takes an exclusive lock that SQLite's busy timeout does not
+        # wait for: processes opening one new cache folder together retry it (measured: "database
+        # is locked" for 1 of 4 workers in a clean CI run)
+        for attempt in range(200):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS gen (key TEXT PRIMARY KEY, value TEXT, created REAL)"
+                )
+                self._db.commit()
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or attempt == 199:
+                    raise
+                time.sleep(0.05)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
