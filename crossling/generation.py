@@ -68,6 +68,24 @@ def cache_key(identity: dict[str, Any], messages: Messages) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def open_wal_db(path: str | Path, create_table: str) -> sqlite3.Connection:
+    """A SQLite cache file in WAL mode, shared by threads and processes. Switching a fresh file to
+    WAL takes an exclusive lock that SQLite's busy timeout does not wait for: processes opening one
+    new cache together retry it (measured: "database is locked" for 1 of 4 workers in a clean CI run)."""
+    db = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
+    for attempt in range(200):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(create_table)
+            db.commit()
+            return db
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == 199:
+                raise
+            time.sleep(0.05)
+    return db
+
+
 class GenerationCache:
     """key → list of completions, in one SQLite file (safe for several processes at once)."""
 
@@ -75,22 +93,9 @@ class GenerationCache:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / "generations.sqlite"
-        self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-        # Switching a fresh file to WAL takes an exclusive lock that SQLite's busy timeout does not
-        # wait for: processes opening one new cache folder together retry it (measured: "database
-        # is locked" for 1 of 4 workers in a clean CI run)
-        for attempt in range(200):
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute(
-                    "CREATE TABLE IF NOT EXISTS gen (key TEXT PRIMARY KEY, value TEXT, created REAL)"
-                )
-                self._db.commit()
-                break
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) or attempt == 199:
-                    raise
-                time.sleep(0.05)
+        self._db = open_wal_db(
+            self.path, "CREATE TABLE IF NOT EXISTS gen (key TEXT PRIMARY KEY, value TEXT, created REAL)"
+        )
 
     def get_many(self, keys: Sequence[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}

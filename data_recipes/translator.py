@@ -15,7 +15,6 @@ interrupted run resumes where it stopped. Not here: deciding *what* to translate
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from tqdm.auto import tqdm
 
 from crossling import languages
 from crossling.errors import ConfigError, CrosslingError
+from crossling.generation import open_wal_db
 
 PROMPT = (
     "Translate the following text from {src} to {tgt}. Output only the translation, nothing else.\n\n{text}"
@@ -79,10 +79,7 @@ class TranslationCache:
 
     def __init__(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS t (key TEXT PRIMARY KEY, text TEXT NOT NULL)")
-        self.db.commit()
+        self.db = open_wal_db(path, "CREATE TABLE IF NOT EXISTS t (key TEXT PRIMARY KEY, text TEXT NOT NULL)")
         self.lock = threading.Lock()
 
     def get_many(self, keys: list[str]) -> dict[str, str]:
