@@ -112,6 +112,7 @@ class PreferenceRecipe:
         class Trainer(AtomicCheckpointMixin, Base):
             pass
 
+        training.score_labelled_positions_only()  # the completion's positions, not the prompt's
         self.trainer = Trainer(
             model=model, args=self.trl_args(), train_dataset=train_ds, processing_class=tokenizer
         )

@@ -58,6 +58,29 @@ def load_policy(cfg) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+def score_labelled_positions_only() -> None:
+    """Make TRL's fused LM head run only where a log-probability is needed, on every device.
+
+    TRL 1.16's DPO and KTO trainers compute per-token log-probs through a chunked head
+    (``trl.trainer.utils.add_fused_lm_head``). On Triton devices it gathers the positions whose label
+    is not -100 (the completion) first; elsewhere (our CPUs) it scores *every* position, prompt and
+    padding included, through Gemma 3's 262k-vocabulary head — the larger half of a 270M model's
+    FLOPs. Compacting only changes which rows go through the same kernel (the result is scattered
+    back, zeros elsewhere, exactly as on a GPU); TRL avoids it off-Triton only because a varying
+    row count recompiles XLA/Neuron graphs, which eager CPU execution does not have. Measured on the
+    default model, batch 8 × 170 tokens, 60 completion tokens: forward 11.0 → 7.0 s, forward +
+    backward 28 → 15.5 s. The name is the one ``add_fused_lm_head`` reads at call time (the test
+    checks it still does).
+    """
+    import trl.trainer.utils as trl_utils
+
+    if getattr(trl_utils, "_crossling_compact_head", False):
+        return
+    triton_device = trl_utils._use_triton
+    trl_utils._use_triton = lambda device: device.type not in ("xla", "neuron") or triton_device(device)
+    trl_utils._crossling_compact_head = True
+
+
 def training_arguments(cfg, run_dir: Path) -> dict[str, Any]:
     """The transformers/TRL arguments every align recipe shares (fp32 on CPU, bf16 autocast on CUDA)."""
     return dict(
