@@ -213,6 +213,14 @@ class SamplingFields:
         },
     )
     score_batch_size: int = field(default=16, metadata={"help": "Completions per reward-model forward."})
+    reference_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of each sample's agreement with its prompt's reference translation (fidelity × "
+            "chrF) next to the reward model's score, both standardised per language before they are added; "
+            "0 = the transferred reward model alone (the paper's setting). Needs prompts with references."
+        },
+    )
 
     def __post_init__(self) -> None:
         _check_langs(self.target_languages, "target_languages")
@@ -221,7 +229,7 @@ class SamplingFields:
         check_numbers(
             self,
             {"prompts_per_language": ">= 1", "temperature": ">= 0", "top_p": "> 0", "max_new_tokens": ">= 1",
-             "score_batch_size": ">= 1"},
+             "score_batch_size": ">= 1", "reference_weight": ">= 0"},
         )  # fmt: skip
 
 
@@ -316,7 +324,14 @@ class WinRateConfig:
         default_factory=lambda: ["de", "fr", "ru", "zh", "sw"], metadata={"help": "Languages."}
     )
     prompts_per_language: int = field(
-        default=24, metadata={"help": "Held-out NTREX test prompts per language."}
+        default=24, metadata={"help": "Held-out NTREX prompts per language (of `split`)."}
+    )
+    split: Literal["dev", "test"] = field(
+        default="test",
+        metadata={
+            "help": "NTREX documents the prompts come from: dev to choose between settings or runs, test to "
+            "report the chosen one once (choosing on test would make its figure optimistic)."
+        },
     )
     max_new_tokens: int = field(default=64, metadata={"help": "Greedy tokens per answer."})
     backend: Literal["auto", "vllm", "transformers", "llamacpp"] = field(

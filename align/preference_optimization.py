@@ -50,6 +50,7 @@ class PreferenceRecipe:
         )
         scored = scoring.sample_and_score(prompts, cfg, self.run_dir / "scored.jsonl", scorer=scorer)
         self.summary["sample_and_score_seconds"] = round(time.time() - t0, 1)
+        scored = scoring.with_reference(scored, cfg.reference_weight)  # unchanged at weight 0
         if self.method == "dpo":
             self.rows, stats = scoring.dpo_pairs(scored, cfg.min_margin)
             scoring.write_jsonl(self.rows, self.run_dir / "pairs.jsonl")

@@ -131,6 +131,55 @@ def kto_examples(
     return out, stats
 
 
+def standardised(values: list[float]) -> list[float]:
+    """``(x - mean) / std`` (population std; all zeros when the values do not vary)."""
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+    return [(v - mean) / std if std > 0 else 0.0 for v in values]
+
+
+def with_reference(scored: list[dict], weight: float) -> list[dict]:
+    """Rows whose ``rewards`` are ``z(reward model) + weight × z(fidelity × chrF vs the reference)``,
+    standardised within each language (a transferred RM's scale drifts between languages, chrF's
+    too); the RM's own scores are kept as ``rm_rewards``, the reference agreement as
+    ``reference_scores``. ``weight == 0`` returns the rows unchanged. Every row needs a reference.
+
+    Why: the transferred RM judges fluency, language and refusals, but barely whether a translation
+    says what the source said (a fluent sentence on another subject scores well); a reference, where
+    the prompts have one, says exactly that.
+    """
+    if weight == 0:
+        return scored
+    from align.win_rate import fidelity_chrf
+
+    missing = [r["id"] for r in scored if not r.get("reference")]
+    if missing:
+        raise DataError(
+            f"reference_weight={weight} needs a reference for every prompt; {len(missing)} have none "
+            f"(first: {missing[0]}). Use prompts: ntrex or a JSONL with a 'reference' field, or reference_weight: 0"
+        )
+    refs = [[fidelity_chrf(c, r["reference"], r["lang"]) for c in r["completions"]] for r in scored]
+    by_lang: dict[str, list[int]] = {}
+    for i, r in enumerate(scored):
+        by_lang.setdefault(r["lang"], []).append(i)
+    out: list[dict] = [{} for _ in scored]
+    for idx in by_lang.values():
+        flat_rm = standardised([x for i in idx for x in scored[i]["rewards"]])
+        flat_ref = standardised([x for i in idx for x in refs[i]])
+        k = 0
+        for i in idx:
+            n = len(scored[i]["rewards"])
+            combined = [a + weight * b for a, b in zip(flat_rm[k : k + n], flat_ref[k : k + n], strict=True)]
+            out[i] = {
+                **scored[i],
+                "rewards": [round(x, 4) for x in combined],
+                "rm_rewards": scored[i]["rewards"],
+                "reference_scores": [round(x, 2) for x in refs[i]],
+            }
+            k += n
+    return out
+
+
 def best_of_n(scored: list[dict]) -> list[dict]:
     """The highest-reward sample of each prompt."""
     out = []

@@ -1,12 +1,16 @@
 """Win rate of an aligned adapter over the SFT adapter, judged by the RM that trained it and independently.
 
-Held-out prompts: NTREX *test* documents (evaluation-only), a translation request per language with
-its human reference. Both adapters answer greedily. Judges:
+Held-out prompts: NTREX *test* documents (evaluation-only; ``split: dev`` takes the dev documents, to
+choose between settings without touching test), a translation request per language with its human
+reference. Both adapters answer greedily. Judges:
 
 - ``transferred_rm``: the reward model whose scores built the DPO/KTO data. It is *biased*: the
   aligned policy was optimised against it, so it rewards whatever that RM over-values (reward hacking).
-- ``fidelity_chrf`` (independent, never seen in training): chrF against the reference, and 0 when the
-  answer is not in the requested language (``crossling.langid``). This is the number to trust.
+- ``fidelity_chrf``: chrF against the reference, and 0 when the answer is not in the requested
+  language (``crossling.langid``). Independent of the reward model; when the training reward also
+  weighed agreement with references (``reference_weight`` > 0) it measures the same kind of thing on
+  other documents (the training prompts are NTREX *train* documents): translation quality on unseen
+  sentences, the number to trust.
 - ``judge_rm`` (optional): a reward model trained on another source language.
 
 A win counts 1, a tie 0.5. Optional ``sampled``: both adapters also answer with ``sampled`` samples per
@@ -97,7 +101,7 @@ def run(cfg: WinRateConfig, command: str | None = None) -> dict:
     training.check_adapter(cfg.candidate_adapter, "candidate_adapter", "Train it with `crossling align dpo`.")
     training.check_adapter(cfg.baseline_adapter, "baseline_adapter", "Train it with `make train-sft`.")
     reward_model_parts(cfg.reward_model)  # fail before generating, not after
-    prompts = scoring.target_prompts("ntrex", cfg.languages, cfg.prompts_per_language, "test", cfg.seed)
+    prompts = scoring.target_prompts("ntrex", cfg.languages, cfg.prompts_per_language, cfg.split, cfg.seed)
     answers = {
         "sft": [o[0] for o in _generate(cfg, prompts, cfg.baseline_adapter)],
         "aligned": [o[0] for o in _generate(cfg, prompts, cfg.candidate_adapter)],
@@ -123,6 +127,7 @@ def run(cfg: WinRateConfig, command: str | None = None) -> dict:
         "candidate": cfg.candidate_adapter,
         "baseline": cfg.baseline_adapter,
         "prompts": len(prompts),
+        "split": cfg.split,
         "win_rate": win_rate,
         "mean_scores": {s: {j: round(sum(v) / len(v), 4) for j, v in js.items()} for s, js in scores.items()},
         "biased_judge": "transferred_rm (it produced the training signal; trust fidelity_chrf)",

@@ -59,6 +59,27 @@ def test_kto_quantiles_are_per_language_and_leave_the_middle_out():
     assert stats["left_out_middle"] == 2
 
 
+def test_reference_weight_adds_agreement_with_the_reference_per_language():
+    ref_de, ref_fr = "Der Hund schläft heute im Garten.", "Le chien dort aujourd'hui dans le jardin."
+    rows = [
+        # the RM prefers the fluent sentence on another subject; the reference says the faithful one
+        {**_scored([2.0, 0.0], texts=["Ich habe meine Entscheidung gesagt.", ref_de], i=0), "reference": ref_de},
+        {**_scored([50.0, 10.0], lang="fr", texts=["Il pleut à Paris.", ref_fr], i=1), "reference": ref_fr},
+    ]
+    assert scoring.with_reference(rows, 0.0) is rows  # weight 0: the paper's setting, untouched
+    mixed = scoring.with_reference(rows, 2.0)
+    for row, before in zip(mixed, rows, strict=True):
+        assert row["rm_rewards"] == before["rewards"]
+        assert row["reference_scores"][1] == pytest.approx(100.0) and row["reference_scores"][0] < 30
+        assert row["rewards"][1] > row["rewards"][0]  # the faithful translation wins now
+        # standardised within the language: the French RM's 40-point gap counts as much as the German 2
+        assert row["rewards"] == pytest.approx([1 + 2 * -1, -1 + 2 * 1], abs=1e-3)  # z(RM) + 2 z(ref)
+    labels, _ = scoring.kto_examples(mixed)
+    assert {e["completion"][0]["content"] for e in labels if e["label"]} == {ref_de, ref_fr}
+    with pytest.raises(DataError, match="reference_weight=1.0 needs a reference.*p0"):
+        scoring.with_reference([_scored([1.0, 0.0])], 1.0)
+
+
 def test_best_of_n_returns_the_highest_reward_sample():
     best = scoring.best_of_n([_scored([0.2, 0.9, 0.1])])
     assert best[0]["completion"] == "answer 1" and best[0]["reward"] == 0.9
