@@ -36,7 +36,7 @@ def test_default_config_builds_every_task_from_shipped_data(monkeypatch):
     assert len(items["translation"]) == 10 * 16  # the win-rate prompts: >= 160
     assert len(items["mgsm"]) == 8 * 8  # MGSM has no ar or hi
     assert {i.max_new_tokens for i in items["mgsm"]} == {cfg.mgsm_direct_max_new_tokens} == {16}
-    assert len(items["safety"]) == 5 * (16 + 4)
+    assert len(items["safety"]) == 5 * (48 + 20)  # mean intervals of about ±5 points
     ids = [i.id for i in items["translation"]]
     assert len(ids) == len(set(ids))
     # NTREX test documents only: no translation prompt uses a train or dev sentence.
