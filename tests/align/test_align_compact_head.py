@@ -37,7 +37,9 @@ def test_compact_head_matches_full_logits_and_scores_only_labelled_rows(tiny_mod
     rows = []
     apply = trl_utils._ChunkedLogProbFunction.apply
     monkeypatch.setattr(
-        trl_utils._ChunkedLogProbFunction, "apply", lambda hidden, *a: rows.append(hidden.shape[0]) or apply(hidden, *a)
+        trl_utils._ChunkedLogProbFunction,
+        "apply",
+        lambda hidden, *a: rows.append(hidden.shape[0]) or apply(hidden, *a),
     )
     with torch.no_grad():
         got = model(input_ids=ids, labels=labels, fused_lm_head=True).log_probs

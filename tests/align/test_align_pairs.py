@@ -63,7 +63,10 @@ def test_reference_weight_adds_agreement_with_the_reference_per_language():
     ref_de, ref_fr = "Der Hund schläft heute im Garten.", "Le chien dort aujourd'hui dans le jardin."
     rows = [
         # the RM prefers the fluent sentence on another subject; the reference says the faithful one
-        {**_scored([2.0, 0.0], texts=["Ich habe meine Entscheidung gesagt.", ref_de], i=0), "reference": ref_de},
+        {
+            **_scored([2.0, 0.0], texts=["Ich habe meine Entscheidung gesagt.", ref_de], i=0),
+            "reference": ref_de,
+        },
         {**_scored([50.0, 10.0], lang="fr", texts=["Il pleut à Paris.", ref_fr], i=1), "reference": ref_fr},
     ]
     assert scoring.with_reference(rows, 0.0) is rows  # weight 0: the paper's setting, untouched
