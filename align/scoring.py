@@ -25,6 +25,8 @@ from align.reward import RewardScorer
 from crossling import corpora, generation
 from crossling.adapters import fingerprint
 from crossling.errors import DataError
+from crossling.generation import clean_translation
+from crossling.langid import in_language
 from crossling.loaders import read_records
 from data_recipes.recipes.translation_following import translation_prompt
 
@@ -131,6 +133,22 @@ def kto_examples(
     return out, stats
 
 
+def fidelity_chrf(text: str, reference: str | None, lang: str) -> float:
+    """Sentence chrF against the reference, 0 when the answer is not in ``lang`` (the independent judge).
+
+    Uses the eval's own conventions: the translation is cut out of a chatty
+    answer the same way, and language fidelity is the same ``crossling.langid`` check.
+    """
+    import sacrebleu
+
+    text = clean_translation(text)
+    if not in_language(text, lang):
+        return 0.0
+    if not reference:
+        return 100.0
+    return sacrebleu.sentence_chrf(text, [reference]).score
+
+
 def standardised(values: list[float]) -> list[float]:
     """``(x - mean) / std`` (population std; all zeros when the values do not vary)."""
     mean = sum(values) / len(values)
@@ -150,8 +168,6 @@ def with_reference(scored: list[dict], weight: float) -> list[dict]:
     """
     if weight == 0:
         return scored
-    from align.win_rate import fidelity_chrf
-
     missing = [r["id"] for r in scored if not r.get("reference")]
     if missing:
         raise DataError(

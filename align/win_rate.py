@@ -28,8 +28,6 @@ from align import scoring, training
 from align.config import WinRateConfig
 from align.reward import RewardScorer, reward_model_parts
 from crossling import generation
-from crossling.generation import clean_translation
-from crossling.langid import in_language
 
 
 def wins(candidate: list[float], baseline: list[float], eps: float = 1e-6) -> float:
@@ -43,29 +41,14 @@ def wins(candidate: list[float], baseline: list[float], eps: float = 1e-6) -> fl
     return total / len(candidate)
 
 
-def fidelity_chrf(text: str, reference: str | None, lang: str) -> float:
-    """Sentence chrF against the reference, 0 when the answer is not in ``lang`` (the independent judge).
-
-    Uses the eval's own conventions: the translation is cut out of a chatty
-    answer the same way, and language fidelity is the same ``crossling.langid`` check.
-    """
-    import sacrebleu
-
-    text = clean_translation(text)
-    if not in_language(text, lang):
-        return 0.0
-    if not reference:
-        return 100.0
-    return sacrebleu.sentence_chrf(text, [reference]).score
-
-
 def _judge_scores(prompts: list[dict], answers: dict[str, list[str]], scorer, judge_scorer) -> dict:
     scores: dict[str, dict[str, list[float]]] = {}
     for system, texts in answers.items():
         scores[system] = {
             "transferred_rm": scorer.score([p["prompt"] for p in prompts], texts, progress=True),
             "fidelity_chrf": [
-                fidelity_chrf(t, p.get("reference"), p["lang"]) for t, p in zip(texts, prompts, strict=True)
+                scoring.fidelity_chrf(t, p.get("reference"), p["lang"])
+                for t, p in zip(texts, prompts, strict=True)
             ],
         }
         if judge_scorer is not None:

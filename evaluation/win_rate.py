@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from align.win_rate import fidelity_chrf, wins
+from align.scoring import fidelity_chrf
+from align.win_rate import wins
 from evaluation.intervals import rounded, sample_mean_intervals
 
 JUDGE = "fidelity_chrf"

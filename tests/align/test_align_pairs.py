@@ -155,7 +155,7 @@ def test_load_pairs_names_file_and_line(tmp_path):
 def test_win_rate_counts_ties_as_half():
     assert win_rate.wins([1.0, 0.0, 2.0, 5.0], [0.0, 1.0, 2.0, 5.0]) == pytest.approx(0.5)
     assert (
-        win_rate.fidelity_chrf("Das ist ein kleines Haus am See.", "Das ist ein kleines Haus am See.", "en")
+        scoring.fidelity_chrf("Das ist ein kleines Haus am See.", "Das ist ein kleines Haus am See.", "en")
         == 0.0
     )
 
