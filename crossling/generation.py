@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +32,7 @@ from crossling.adapters import adapter_modules_to_save, fingerprint, require_ada
 from crossling.device import has_cuda
 from crossling.errors import ConfigError, CrosslingError
 from crossling.models import cache_dir, load_causal_lm, load_tokenizer, resolve_model
+from crossling.sqlite_cache import open_wal_db
 from crossling.vllm import DEFAULT_KV_CACHE_GIB, engine_args, vllm_available
 
 logger = logging.getLogger(__name__)
@@ -66,25 +66,6 @@ def default_cache_dir() -> Path:
 def cache_key(identity: dict[str, Any], messages: Messages) -> str:
     blob = json.dumps({"id": identity, "messages": messages}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-def open_wal_db(path: str | Path, create_table: str) -> sqlite3.Connection:
-    """A SQLite cache file in WAL mode, shared by threads and processes. Switching a fresh file to
-    WAL takes an exclusive lock that SQLite's busy timeout does not wait for: processes opening one
-    new cache together retry it (measured: "database is locked" for 1 of 4 workers in a clean CI run)."""
-    db = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
-    attempts = 0
-    while True:
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(create_table)
-            db.commit()
-            return db
-        except sqlite3.OperationalError as e:
-            attempts += 1
-            if "locked" not in str(e) or attempts == 200:  # 200 x 50 ms
-                raise
-            time.sleep(0.05)
 
 
 class GenerationCache:

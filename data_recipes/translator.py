@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from crossling import languages
 from crossling.errors import ConfigError, CrosslingError
-from crossling.generation import open_wal_db
+from crossling.sqlite_cache import open_wal_db
 
 PROMPT = (
     "Translate the following text from {src} to {tgt}. Output only the translation, nothing else.\n\n{text}"
