@@ -221,6 +221,14 @@ class SamplingFields:
             "0 = the transferred reward model alone (the paper's setting). Needs prompts with references."
         },
     )
+    reference_examples: bool = field(
+        default=False,
+        metadata={
+            "help": "Also train on each prompt's reference translation: a desirable example (KTO), or "
+            "chosen over the prompt's lowest-scored sample (DPO). Anchors languages where every sample of "
+            "a small policy is poor, so the best of them is still a bad target. Needs prompts with references."
+        },
+    )
 
     def __post_init__(self) -> None:
         _check_langs(self.target_languages, "target_languages")
@@ -292,12 +300,31 @@ class KTORunConfig(TrainFields, SamplingFields, LoraFields):
     precompute_ref_log_probs: bool = field(
         default=True, metadata={"help": "TRL: reference log-probs up front."}
     )
+    safety_examples: int = field(
+        default=0,
+        metadata={
+            "help": "Self-Defence: per target language, this many harmful seed requests → their refusal "
+            "(desirable) and as many benign look-alikes → their answer (desirable) and a refusal "
+            "(undesirable). Seed phrases the data build holds out for dev are never used. 0 = none."
+        },
+    )
+    safety_seed: str = field(
+        default="data/safety/seed.jsonl", metadata={"help": "Seed prompts for safety_examples."}
+    )
 
     def __post_init__(self) -> None:
         SamplingFields.__post_init__(self)
         TrainFields.__post_init__(self)
         LoraFields.__post_init__(self)
-        check_numbers(self, {"beta": "> 0", "desirable_weight": "> 0", "undesirable_weight": "> 0"})
+        check_numbers(
+            self,
+            {
+                "beta": "> 0",
+                "desirable_weight": "> 0",
+                "undesirable_weight": "> 0",
+                "safety_examples": ">= 0",
+            },
+        )
         if not 0 <= self.undesirable_quantile <= self.desirable_quantile <= 1:
             raise ValueError("need 0 <= undesirable_quantile <= desirable_quantile <= 1")
 

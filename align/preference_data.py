@@ -55,6 +55,7 @@ from crossling.errors import DataError
 from crossling.loaders import read_records
 from data_recipes.recipes.safety import read_seed
 from data_recipes.recipes.translation_following import translation_prompt
+from data_recipes.schema import DEV_FRACTION, in_dev_split
 from safety.refusals import refusal_text
 
 KINDS = ("wrong_language", "truncated", "mismatched", "shuffled", "run_on")
@@ -169,6 +170,49 @@ def safety_pairs(seed_rows: list[dict], refusal, lang: str) -> list[dict]:
                 "refusal_language",
             )
         out.append(pair(row["text"], chosen, rejected, lang=lang, kind=kind, source=source, split=split))
+    return out
+
+
+def safety_kto_rows(
+    seed_rows: list[dict],
+    refusal,
+    languages: list[str],
+    per_language: int,
+    seed: int = 0,
+    dev_fraction: float = DEV_FRACTION,
+) -> list[dict]:
+    """Self-Defence rows for KTO, per language: ``per_language`` harmful requests → their refusal in
+    the language (desirable), and as many benign look-alikes → their answer (desirable) and a refusal
+    (undesirable: over-refusal). One framing per seed phrase; phrases the data build sends to dev
+    (``in_dev_split``) are never used, so the SFT set's held-out safety rows stay unseen."""
+    out = []
+    for lang in languages:
+        rng = random.Random(f"align-safety-{lang}-{seed}")
+        by_group: dict[tuple[str, str], list[dict]] = {}
+        for row in seed_rows:
+            group = row.get("group") or row["text"]
+            if row["lang"] == lang and not in_dev_split(group, dev_fraction):
+                by_group.setdefault((row["label"], group), []).append(row)
+        for label in ("harmful", "benign"):
+            groups = sorted(g for g in by_group if g[0] == label)
+            for key in rng.sample(groups, min(per_language, len(groups))):
+                row = rng.choice(by_group[key])
+                prompt = [{"role": "user", "content": row["text"]}]
+                common = {
+                    "prompt": prompt,
+                    "lang": lang,
+                    "reward": None,
+                    "source": f"safety_seed:{row.get('id')}",
+                }
+                no = [{"role": "assistant", "content": refusal(lang, row.get("category"))}]
+                if label == "harmful":
+                    out.append({**common, "completion": no, "label": True})
+                else:
+                    yes = [{"role": "assistant", "content": str(row["response"]).strip()}]
+                    out += [
+                        {**common, "completion": yes, "label": True},
+                        {**common, "completion": no, "label": False},
+                    ]
     return out
 
 

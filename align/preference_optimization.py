@@ -53,20 +53,31 @@ class PreferenceRecipe:
         scored = scoring.with_reference(scored, cfg.reference_weight)  # unchanged at weight 0
         if self.method == "dpo":
             self.rows, stats = scoring.dpo_pairs(scored, cfg.min_margin)
-            scoring.write_jsonl(self.rows, self.run_dir / "pairs.jsonl")
-            if not self.rows:
-                raise DataError(
-                    f"no DPO pair reached min_margin={cfg.min_margin} ({stats}); lower min_margin or raise n"
-                )
         else:
             self.rows, stats = scoring.kto_examples(
                 scored, cfg.threshold, cfg.desirable_quantile, cfg.undesirable_quantile
             )
-            scoring.write_jsonl(self.rows, self.run_dir / "kto.jsonl")
-            if stats["desirable"] == 0 or stats["undesirable"] == 0:
-                raise DataError(
-                    f"KTO needs desirable and undesirable examples, got {stats}; adjust threshold"
-                )
+        if cfg.reference_examples:
+            extra = scoring.reference_examples(scored, self.method)
+            self.rows += extra
+            stats["reference_examples"] = len(extra)
+            if self.method == "kto":
+                stats["desirable"] += len(extra)
+        if self.method == "kto" and cfg.safety_examples:
+            extra = safety_examples(cfg)
+            self.rows += extra
+            stats["safety_examples"] = len(extra)
+            stats["desirable"] += sum(r["label"] for r in extra)
+            stats["undesirable"] += sum(not r["label"] for r in extra)
+        scoring.write_jsonl(
+            self.rows, self.run_dir / ("pairs.jsonl" if self.method == "dpo" else "kto.jsonl")
+        )
+        if self.method == "dpo" and not self.rows:
+            raise DataError(
+                f"no DPO pair reached min_margin={cfg.min_margin} ({stats}); lower min_margin or raise n"
+            )
+        if self.method == "kto" and (stats["desirable"] == 0 or stats["undesirable"] == 0):
+            raise DataError(f"KTO needs desirable and undesirable examples, got {stats}; adjust threshold")
         self.summary["data"] = stats
         training.say(f"{self.method} data: " + ", ".join(f"{k} {v}" for k, v in stats.items() if k != "cuts"))
         return self.rows
@@ -124,6 +135,26 @@ class PreferenceRecipe:
         cfg = self.config
         title = f"{self.method.upper()} on {cfg.adapter or cfg.model} ({', '.join(cfg.target_languages)})"
         return training.train_and_save(self.trainer, self.run_dir, title, self.summary, self.resume)
+
+
+def safety_examples(cfg: KTORunConfig) -> list[dict]:
+    """``cfg.safety_examples`` Self-Defence rows per target language from ``cfg.safety_seed``."""
+    from align.preference_data import safety_kto_rows
+    from data_recipes.recipes.safety import read_seed
+    from safety.refusals import refusal_text
+
+    if not Path(cfg.safety_seed).is_file():
+        raise DataError(
+            f"safety_examples: {cfg.safety_seed} not found (set safety_seed, or safety_examples: 0)"
+        )
+    rows = safety_kto_rows(
+        read_seed(cfg.safety_seed), refusal_text, cfg.target_languages, cfg.safety_examples, seed=cfg.seed
+    )
+    if not rows:
+        raise DataError(
+            f"safety_examples: {cfg.safety_seed} has no rows in {', '.join(cfg.target_languages)}"
+        )
+    return rows
 
 
 def run(config: DPORunConfig | KTORunConfig, method: str, command: str | None = None) -> dict:

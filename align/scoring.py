@@ -133,6 +133,35 @@ def kto_examples(
     return out, stats
 
 
+def reference_examples(scored: list[dict], method: str) -> list[dict]:
+    """Each prompt's reference translation as training data: a desirable KTO row, or a DPO pair with the
+    reference chosen over the prompt's lowest-rewarded sample. Rows carry ``source: reference`` so
+    ``kto.jsonl`` / ``pairs.jsonl`` show which examples were not sampled. Every row needs a reference.
+    """
+    missing = [r["id"] for r in scored if not str(r.get("reference") or "").strip()]
+    if missing:
+        raise DataError(
+            f"reference_examples needs a reference for every prompt; {len(missing)} have none "
+            f"(first: {missing[0]}). Use prompts: ntrex or a JSONL with a 'reference' field"
+        )
+    out = []
+    for row in scored:
+        answer = [{"role": "assistant", "content": row["reference"].strip()}]
+        if method == "kto":
+            out.append(
+                {"prompt": row["prompt"], "completion": answer, "label": True, "lang": row["lang"],
+                 "reward": None, "source": "reference"}
+            )  # fmt: skip
+        else:
+            worst = min(range(len(row["rewards"])), key=row["rewards"].__getitem__)
+            out.append(
+                {"prompt": row["prompt"], "chosen": answer,
+                 "rejected": [{"role": "assistant", "content": row["completions"][worst]}],
+                 "lang": row["lang"], "margin": None, "source": "reference"}
+            )  # fmt: skip
+    return out
+
+
 def fidelity_chrf(text: str, reference: str | None, lang: str) -> float:
     """Sentence chrF against the reference, 0 when the answer is not in ``lang`` (the independent judge).
 

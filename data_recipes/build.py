@@ -49,7 +49,7 @@ from data_recipes.recipes import safety as safety_recipe
 from data_recipes.recipes import translation_following as tf_recipe
 from data_recipes.recipes import xcot as xcot_recipe
 from data_recipes.recipes.preference_prompts import PreferencePromptsConfig, from_rows
-from data_recipes.schema import row_text, stable_hash, validate_row
+from data_recipes.schema import DEV_FRACTION, in_dev_split, row_text, validate_row
 from data_recipes.translator import Translator, TranslatorConfig, translate_problems
 
 DEFAULT_LANGUAGES = ["en", "de", "fr", "es", "ru", "zh", "ja", "ar", "hi", "bn", "sw"]
@@ -73,7 +73,8 @@ class BuildConfig:
     )
     dev_examples: int = field(default=80, metadata={"help": "Rows in the dev split."})
     dev_fraction: float = field(
-        default=0.1, metadata={"help": "Share of problem groups sent to dev where the source has no split."}
+        default=DEV_FRACTION,
+        metadata={"help": "Share of problem groups sent to dev where the source has no split."},
     )
     mixing: str = field(default="temperature", metadata={"help": "'temperature' (p ∝ n^alpha) or 'weights'."})
     alpha: float = field(default=0.3, metadata={"help": "Temperature exponent: 1 = by size, 0 = uniform."})
@@ -282,8 +283,7 @@ def _user_row_problem(rec: dict) -> str | None:
 def assign_split(row: dict, dev_fraction: float) -> dict:
     """Rows without a fixed split go to dev by a hash of their group (all languages of a problem alike)."""
     if not row.get("_fixed_split") and row.get("split", "train") == "train":
-        u = stable_hash("split", row.get("_group") or row["source"]) / 2**64
-        row["split"] = "dev" if u < dev_fraction else "train"
+        row["split"] = "dev" if in_dev_split(row.get("_group") or row["source"], dev_fraction) else "train"
     return row
 
 

@@ -104,6 +104,15 @@ def stable_hash(*parts: str) -> int:
     return int.from_bytes(digest, "little")
 
 
+DEV_FRACTION = 0.1  # the build's default share of groups held out for dev
+
+
+def in_dev_split(group: str, dev_fraction: float = DEV_FRACTION) -> bool:
+    """Whether the build sends rows of ``group`` (a problem, document or seed phrase; all its languages
+    alike) to dev. Anything else that trains on the same sources (align's safety examples) skips them."""
+    return stable_hash("split", group) / 2**64 < dev_fraction
+
+
 # --- templates -------------------------------------------------------------------------------------
 
 

@@ -28,6 +28,51 @@ def test_dpo_pairs_pick_best_and_worst():
     assert stats == {"prompts": 1, "pairs": 1, "margin_below_min": 0, "identical_samples": 0}
 
 
+def test_reference_examples_anchor_each_prompt_on_its_reference():
+    rows = [{**_scored([0.4, -2.0, 1.0], i=0), "reference": " Guten Tag. "},
+            {**_scored([0.0, 3.0, -1.0], lang="fr", i=1), "reference": "Bonjour."}]  # fmt: skip
+    kto = scoring.reference_examples(rows, "kto")
+    assert [(r["completion"][0]["content"], r["label"], r["lang"]) for r in kto] == [
+        ("Guten Tag.", True, "de"), ("Bonjour.", True, "fr")]  # fmt: skip
+    assert all(r["source"] == "reference" and r["prompt"] for r in kto)
+    dpo = scoring.reference_examples(rows, "dpo")
+    assert [(r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in dpo] == [
+        ("Guten Tag.", "answer 1"), ("Bonjour.", "answer 2")]  # the lowest-rewarded sample  # fmt: skip
+    with pytest.raises(DataError, match="p1"):
+        scoring.reference_examples([rows[0], {**rows[1], "reference": " "}], "kto")
+
+
+def test_safety_kto_rows_teach_refusal_and_penalise_over_refusal_on_train_phrases_only():
+    from data_recipes.schema import in_dev_split
+
+    seed = [
+        {"text": f"{label} {g} frame {f}", "lang": lang, "label": label, "category": "weapons",
+         "response": "" if label == "harmful" else f"answer {g}", "group": f"{lang}-{label}-{g}", "id": f"{g}{f}"}
+        for lang in ("de", "sw") for label in ("harmful", "benign") for g in range(40) for f in range(3)
+    ]  # fmt: skip
+    refuse = lambda lang, cat: f"no ({lang})"  # noqa: E731
+    rows = preference_data.safety_kto_rows(seed, refuse, ["de", "sw", "ja"], per_language=5)
+    for lang in ("de", "sw"):
+        mine = [r for r in rows if r["lang"] == lang]
+        harmful = [r for r in mine if r["prompt"][0]["content"].startswith("harmful")]
+        benign = [r for r in mine if r["prompt"][0]["content"].startswith("benign")]
+        assert len(harmful) == 5 and all(
+            r["label"] and r["completion"][0]["content"] == f"no ({lang})" for r in harmful
+        )
+        assert len(benign) == 10  # each benign phrase: its answer desirable, a refusal undesirable
+        assert {(r["completion"][0]["content"].startswith("answer"), r["label"]) for r in benign} == {
+            (True, True),
+            (False, False),
+        }
+        assert (
+            len({r["prompt"][0]["content"].split(" frame")[0] for r in harmful}) == 5
+        )  # one framing per phrase
+    groups = {f"{r['lang']}-{'-'.join(r['prompt'][0]['content'].split()[:2])}" for r in rows}
+    assert any(in_dev_split(row["group"]) for row in seed)  # the seed has dev phrases ...
+    assert not any(in_dev_split(g) for g in groups)  # ... and none of them is used
+    assert not [r for r in rows if r["lang"] == "ja"]  # no seeds in ja: no rows, no error
+
+
 def test_dpo_pairs_respect_the_margin_and_count_what_they_drop():
     rows = [
         _scored([0.0, 0.4], i=0),
