@@ -311,6 +311,12 @@ class KTORunConfig(TrainFields, SamplingFields, LoraFields):
     safety_seed: str = field(
         default="data/safety/seed.jsonl", metadata={"help": "Seed prompts for safety_examples."}
     )
+    safety_languages: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Languages of the safety_examples (null: target_languages; add en to keep English safe too)."
+        },
+    )
 
     def __post_init__(self) -> None:
         SamplingFields.__post_init__(self)
@@ -325,6 +331,8 @@ class KTORunConfig(TrainFields, SamplingFields, LoraFields):
                 "safety_examples": ">= 0",
             },
         )
+        if self.safety_languages is not None:
+            _check_langs(self.safety_languages, "safety_languages")
         if not 0 <= self.undesirable_quantile <= self.desirable_quantile <= 1:
             raise ValueError("need 0 <= undesirable_quantile <= desirable_quantile <= 1")
 

@@ -147,13 +147,12 @@ def safety_examples(cfg: KTORunConfig) -> list[dict]:
         raise DataError(
             f"safety_examples: {cfg.safety_seed} not found (set safety_seed, or safety_examples: 0)"
         )
+    languages = cfg.safety_languages or cfg.target_languages
     rows = safety_kto_rows(
-        read_seed(cfg.safety_seed), refusal_text, cfg.target_languages, cfg.safety_examples, seed=cfg.seed
+        read_seed(cfg.safety_seed), refusal_text, languages, cfg.safety_examples, seed=cfg.seed
     )
     if not rows:
-        raise DataError(
-            f"safety_examples: {cfg.safety_seed} has no rows in {', '.join(cfg.target_languages)}"
-        )
+        raise DataError(f"safety_examples: {cfg.safety_seed} has no rows in {', '.join(languages)}")
     return rows
 
 

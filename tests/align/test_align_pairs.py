@@ -269,3 +269,27 @@ def test_retrained_reward_model_rescores_cached_samples_without_resampling(tmp_p
     monkeypatch.setattr(scoring, "_sample", no_sampling)
     rescored = scoring.sample_and_score(prompts, cfg, scored, scorer=Scorer(3.0))
     assert rescored[0]["completions"] == ["a", "b"] and rescored[0]["rewards"] == [3.0, 3.0]
+
+
+def test_kto_safety_examples_read_the_seed_in_the_safety_languages(tmp_path):
+    from align.config import KTORunConfig
+    from align.preference_optimization import safety_examples
+
+    seed = tmp_path / "seed.jsonl"
+    rows = [{"text": f"{label} request {g}", "lang": lang, "label": label, "category": "weapons",
+             "response": "" if label == "harmful" else "an answer", "group": f"{lang}-{label}-{g}"}
+            for lang in ("en", "de") for label in ("harmful", "benign") for g in range(30)]  # fmt: skip
+    seed.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    cfg = KTORunConfig(target_languages=["de"], safety_examples=3, safety_seed=str(seed))
+    assert {r["lang"] for r in safety_examples(cfg)} == {"de"}  # default: the target languages
+    cfg = KTORunConfig(
+        target_languages=["de"], safety_examples=3, safety_seed=str(seed), safety_languages=["en", "de"]
+    )
+    out = safety_examples(cfg)
+    assert sorted({r["lang"] for r in out}) == ["de", "en"] and len(out) == 2 * (3 + 2 * 3)
+    with pytest.raises(DataError, match="no rows in sw"):
+        safety_examples(KTORunConfig(target_languages=["sw"], safety_examples=3, safety_seed=str(seed)))
+    with pytest.raises(DataError, match="not found"):
+        safety_examples(KTORunConfig(safety_examples=3, safety_seed=str(tmp_path / "missing.jsonl")))
+    with pytest.raises(ValueError, match="safety_examples"):
+        KTORunConfig(safety_examples=-1)
