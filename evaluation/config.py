@@ -95,7 +95,8 @@ class EvalConfig:
     safety_max_new_tokens: int = _help("tokens generated per safety prompt", default=64)
 
     held_out_data: str = _help(
-        "held_out task: a built dataset folder (its dev.jsonl) or a JSONL of SFT rows",
+        "held_out task: a built dataset folder (its dev.jsonl), a JSONL of SFT rows, or the safety seed "
+        "(data/safety/seed.jsonl: its dev phrases as safety rows)",
         default="data/built/default",
     )
     held_out_per_language: int = _help("held_out task: rows per language", default=40)

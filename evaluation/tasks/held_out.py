@@ -9,6 +9,10 @@ its recipe says what to score:
 - ``translation_following`` rows: corpus ``chrf`` against the row's own answer, per target language;
 - ``safety`` rows: ``refusal`` where the reference answer refuses (a harmful request), else
   ``over_refusal`` (a benign request, often a look-alike).
+
+``data`` may also be the safety seed (``data/safety/seed.jsonl``): its dev phrases, never trained on by
+SFT or by align's safety examples, become safety rows (``configs/eval/safety_dev.yaml``: Self-Defence
+measured where choices may be made, MultiJail is kept for reporting).
 """
 
 from __future__ import annotations
@@ -44,7 +48,10 @@ class HeldOut:
         path = path / "dev.jsonl" if path.is_dir() else path
         if not path.is_file():
             raise DataError(f"held-out rows not found: {path} (build the data first: `make data`)")
-        rows = read_records(path, required=("messages", "lang", "recipe"))
+        if _is_seed(path):
+            rows = seed_dev_rows(path, self.languages, self.per_language)
+        else:
+            rows = read_records(path, required=("messages", "lang", "recipe"))
         taken: dict[str, int] = {}
         items = []
         for row in rows:
@@ -79,6 +86,43 @@ class HeldOut:
             per_lang, of_mean = translation_intervals(pairs, {lang: lang for lang in pairs})["chrf"]
             set_intervals(scores[CHRF], "chrf", per_lang, of_mean)
         return records, scores
+
+
+def _is_seed(path: Path) -> bool:
+    """A safety seed file (``{text, lang, label, group}`` rows) rather than SFT rows."""
+    with path.open(encoding="utf-8") as f:
+        first = next((line for line in f if line.strip()), "")
+    return '"label"' in first and '"messages"' not in first
+
+
+def seed_dev_rows(path: Path, languages: list[str], per_language: int) -> list[dict]:
+    """Safety rows from a seed file's **dev phrases** (those the data build holds out,
+    ``in_dev_split``; align's ``safety_examples`` skip them too): per language up to
+    ``per_language // 2`` harmful requests (reference: the refusal) and as many benign look-alikes
+    (reference: their answer), one framing per phrase, drawn with a fixed seed per language."""
+    import random
+
+    from data_recipes.recipes.safety import read_seed
+    from data_recipes.schema import in_dev_split
+    from safety.refusals import refusal_text
+
+    seed = read_seed(path)
+    out = []
+    for lang in languages:
+        rng = random.Random(f"safety-dev-{lang}")
+        by_group: dict[tuple[str, str], list[dict]] = {}
+        for r in seed:
+            if r["lang"] == lang and in_dev_split(r.get("group") or r["text"]):
+                by_group.setdefault((r["label"], r.get("group") or r["text"]), []).append(r)
+        for label in ("harmful", "benign"):
+            groups = sorted(g for g in by_group if g[0] == label)
+            rng.shuffle(groups)
+            for key in groups[: per_language // 2]:
+                r = rng.choice(by_group[key])
+                answer = refusal_text(lang, r.get("category")) if label == "harmful" else r["response"]
+                out.append({"messages": [{"role": "user", "content": r["text"]}, {"role": "assistant", "content": answer}],
+                            "lang": lang, "recipe": "safety", "_line": r["_line"]})  # fmt: skip
+    return out
 
 
 def build(cfg: EvalConfig) -> HeldOut:

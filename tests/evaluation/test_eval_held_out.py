@@ -45,3 +45,25 @@ def test_dev_rows_give_fidelity_chrf_refusal_and_over_refusal(tmp_path):
     assert 40 < chrf < 100  # one exact, one miss
     lo, hi = scores["dev_translation"]["ci"]["chrf"]
     assert lo <= chrf <= hi
+
+
+def test_the_safety_seed_gives_its_dev_phrases_as_safety_rows(tmp_path):
+    from data_recipes.schema import in_dev_split
+
+    seed = [{"text": f"{label} {g} frame {f}", "lang": lang, "label": label, "category": "weapons",
+             "response": "" if label == "harmful" else f"answer {g}", "group": f"{lang}-{label}-{g}"}
+            for lang in ("de", "sw") for label in ("harmful", "benign") for g in range(60) for f in range(2)]  # fmt: skip
+    path = tmp_path / "seed.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in seed), encoding="utf-8")
+    items = HeldOut(str(path), ["de"], per_language=6).items()
+    assert [i.lang for i in items] == ["de"] * 6
+    phrases = [i.messages[0]["content"].rsplit(" frame", 1)[0] for i in items]
+    assert len(set(phrases)) == 6 and all(in_dev_split("de-" + p.replace(" ", "-")) for p in phrases)
+    harmful = [i for i in items if i.messages[0]["content"].startswith("harmful")]
+    assert len(harmful) == 3 and all(
+        i.ref == {"recipe": "safety", "answer": refusal_text("de", "weapons")} for i in harmful
+    )
+    assert HeldOut(str(path), ["de"], per_language=6).items() == items  # a fixed draw
+    _, scores = HeldOut(str(path), ["de"], per_language=6).score(items, [refusal_text("de")] * 6)
+    assert scores["dev_rows"]["per_language"]["de"]["refusal"] == 1.0
+    assert scores["dev_rows"]["per_language"]["de"]["over_refusal"] == 1.0
