@@ -53,9 +53,8 @@ from align.config import PreferenceDataConfig
 from crossling import corpora
 from crossling.errors import DataError
 from crossling.loaders import read_records
-from data_recipes.recipes.safety import read_seed
+from data_recipes.recipes.safety import phrase_groups, read_seed
 from data_recipes.recipes.translation_following import translation_prompt
-from data_recipes.schema import DEV_FRACTION, in_dev_split
 from safety.refusals import refusal_text
 
 KINDS = ("wrong_language", "truncated", "mismatched", "shuffled", "run_on")
@@ -179,7 +178,6 @@ def safety_kto_rows(
     languages: list[str],
     per_language: int,
     seed: int = 0,
-    dev_fraction: float = DEV_FRACTION,
 ) -> list[dict]:
     """Self-Defence rows for KTO, per language: ``per_language`` harmful requests → their refusal in
     the language (desirable), and as many benign look-alikes → their answer (desirable) and a refusal
@@ -188,11 +186,7 @@ def safety_kto_rows(
     out = []
     for lang in languages:
         rng = random.Random(f"align-safety-{lang}-{seed}")
-        by_group: dict[tuple[str, str], list[dict]] = {}
-        for row in seed_rows:
-            group = row.get("group") or row["text"]
-            if row["lang"] == lang and not in_dev_split(group, dev_fraction):
-                by_group.setdefault((row["label"], group), []).append(row)
+        by_group = phrase_groups(seed_rows, lang, dev=False)
         for label in ("harmful", "benign"):
             groups = sorted(g for g in by_group if g[0] == label)
             for key in rng.sample(groups, min(per_language, len(groups))):

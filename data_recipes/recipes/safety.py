@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crossling.loaders import read_records
-from data_recipes.schema import sft_row
+from data_recipes.schema import in_dev_split, sft_row
 from safety.refusals import refusal_text
 
 RECIPE = "safety"
@@ -59,6 +59,17 @@ def read_seed(
         quarantine=quarantine,
         hint=hint,
     )
+
+
+def phrase_groups(seed_rows: list[dict], lang: str, dev: bool) -> dict[tuple[str, str], list[dict]]:
+    """``{(label, phrase group): its framings}`` of ``lang``, from the phrases the data build sends to
+    dev (``dev=True``: for choosing) or keeps for training (``dev=False``), in seed order."""
+    out: dict[tuple[str, str], list[dict]] = {}
+    for row in seed_rows:
+        group = row.get("group") or row["text"]
+        if row["lang"] == lang and in_dev_split(group) == dev:
+            out.setdefault((row["label"], group), []).append(row)
+    return out
 
 
 def _check_seed_row(rec: dict) -> str | None:

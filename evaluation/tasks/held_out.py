@@ -102,18 +102,14 @@ def seed_dev_rows(path: Path, languages: list[str], per_language: int) -> list[d
     (reference: their answer), one framing per phrase, drawn with a fixed seed per language."""
     import random
 
-    from data_recipes.recipes.safety import read_seed
-    from data_recipes.schema import in_dev_split
+    from data_recipes.recipes.safety import phrase_groups, read_seed
     from safety.refusals import refusal_text
 
     seed = read_seed(path)
     out = []
     for lang in languages:
         rng = random.Random(f"safety-dev-{lang}")
-        by_group: dict[tuple[str, str], list[dict]] = {}
-        for r in seed:
-            if r["lang"] == lang and in_dev_split(r.get("group") or r["text"]):
-                by_group.setdefault((r["label"], r.get("group") or r["text"]), []).append(r)
+        by_group = phrase_groups(seed, lang, dev=True)
         for label in ("harmful", "benign"):
             groups = sorted(g for g in by_group if g[0] == label)
             rng.shuffle(groups)
