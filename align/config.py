@@ -303,7 +303,7 @@ class KTORunConfig(TrainFields, SamplingFields, LoraFields):
     safety_examples: int = field(
         default=0,
         metadata={
-            "help": "Self-Defence: per target language, this many harmful seed requests → their refusal "
+            "help": "Self-Defence: per language (safety_languages), this many harmful seed requests → their refusal "
             "(desirable) and as many benign look-alikes → their answer (desirable) and a refusal "
             "(undesirable). Seed phrases the data build holds out for dev are never used. 0 = none."
         },

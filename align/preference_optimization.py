@@ -138,7 +138,7 @@ class PreferenceRecipe:
 
 
 def safety_examples(cfg: KTORunConfig) -> list[dict]:
-    """``cfg.safety_examples`` Self-Defence rows per target language from ``cfg.safety_seed``."""
+    """``cfg.safety_examples`` Self-Defence rows per safety language (else target language) from ``cfg.safety_seed``."""
     from align.preference_data import safety_kto_rows
     from data_recipes.recipes.safety import read_seed
     from safety.refusals import refusal_text
