@@ -61,14 +61,13 @@ class PreferenceRecipe:
             extra = scoring.reference_examples(scored, self.method)
             self.rows += extra
             stats["reference_examples"] = len(extra)
-            if self.method == "kto":
-                stats["desirable"] += len(extra)
         if self.method == "kto" and cfg.safety_examples:
             extra = safety_examples(cfg)
             self.rows += extra
             stats["safety_examples"] = len(extra)
-            stats["desirable"] += sum(r["label"] for r in extra)
-            stats["undesirable"] += sum(not r["label"] for r in extra)
+        if self.method == "kto":  # the labels of every row, added ones included
+            stats["desirable"] = sum(r["label"] for r in self.rows)
+            stats["undesirable"] = len(self.rows) - stats["desirable"]
         scoring.write_jsonl(
             self.rows, self.run_dir / ("pairs.jsonl" if self.method == "dpo" else "kto.jsonl")
         )
