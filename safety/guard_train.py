@@ -71,6 +71,10 @@ class GuardTrainConfig:
     )
     batch_size: int = field(default=32, metadata={"help": "texts per step"})
     lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate of the fine-tuned layers"})
+    layer_lr_decay: float = field(
+        default=1.0,
+        metadata={"help": "each fine-tuned layer below the top one learns at this times the next one's lr"},
+    )
     head_lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate of the heads"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     warmup: float = field(default=0.06, metadata={"help": "share of steps with a linear warm-up"})
@@ -212,6 +216,18 @@ def _tensors(states: list[np.ndarray], idx: list[int]):
     return torch.from_numpy(x), torch.from_numpy(mask)
 
 
+def optimizer(net, cfg: GuardTrainConfig):
+    """AdamW over the fine-tuned layers (one group each, top first at ``lr``, every layer below at
+    ``layer_lr_decay`` times the one above) and the heads (``head_lr``, last group)."""
+    import torch
+
+    tuned = net.encoder.layers[cfg.frozen :]
+    groups = [{"params": list(layer.parameters()), "lr": cfg.lr * cfg.layer_lr_decay ** (len(tuned) - 1 - i)}
+              for i, layer in enumerate(tuned)]  # fmt: skip
+    heads = list(net.harm.parameters()) + list(net.cat.parameters())
+    return torch.optim.AdamW(groups + [{"params": heads, "lr": cfg.head_lr}], weight_decay=cfg.weight_decay)
+
+
 def train_net(net, states: list[np.ndarray], rows: list[dict], cfg: GuardTrainConfig, log=print):
     """Fine-tune ``net``'s layers ``frozen..`` and heads on ``rows`` (their cached ``states``)."""
     import torch
@@ -222,10 +238,9 @@ def train_net(net, states: list[np.ndarray], rows: list[dict], cfg: GuardTrainCo
     y = torch.tensor([r["label"] == "harmful" for r in rows], dtype=torch.float32)
     cats = torch.tensor([cat_index.get(r.get("category") or "", -100) if r["label"] == "harmful" else -100
                          for r in rows])  # fmt: skip
-    top = [p for layer in net.encoder.layers[cfg.frozen :] for p in layer.parameters()]
-    heads = list(net.harm.parameters()) + list(net.cat.parameters())
-    opt = torch.optim.AdamW([{"params": top, "lr": cfg.lr}, {"params": heads, "lr": cfg.head_lr}],
-                            weight_decay=cfg.weight_decay)  # fmt: skip
+    opt = optimizer(net, cfg)
+    top = [p for g in opt.param_groups[:-1] for p in g["params"]]
+    heads = opt.param_groups[-1]["params"]
     lengths = [len(s) for s in states]
     steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
     total = max(1, int(steps_per_epoch * cfg.epochs))
