@@ -22,11 +22,14 @@ from safety.guard_model import GuardStage, build_guard_stage
 from safety.guards import Guard, GuardError, build_guards
 from safety.normalize import normalize
 from safety.refusals import refusal_text
-from safety.seed import SEED_PATH
+from safety.seed import REPO, SEED_PATH
 from safety.semantic import SemanticStage, build_semantic, rescale
 from safety.verdict import Verdict
 
 log = logging.getLogger(__name__)
+
+# the shipped policy: what `make serve`, `make demo` and the eval's `safety_filter: auto` load
+POLICY_PATH = REPO / "configs" / "safety" / "default.yaml"
 
 _SEVERITY = {"allow": 0, "flag": 1, "block": 2}
 # languages lingua cannot identify; our own language model decides them when it is confident
@@ -67,7 +70,9 @@ class SafetyFilter:
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> SafetyFilter:
-        return cls(load_config(SafetyConfig, path, overrides))
+        """The policy in ``path``; without one the shipped policy (``POLICY_PATH``: the guard model for
+        user input), not ``SafetyConfig()``'s bare defaults."""
+        return cls(load_config(SafetyConfig, path or POLICY_PATH, overrides))
 
     def warmup(self) -> None:
         """Load lingua's models (and run the semantic LM once) now, not on the first request."""

@@ -187,7 +187,9 @@ class ServeConfig:
     )
     safety_config: str | None = field(
         default=None,
-        metadata={"help": "YAML for the safety filter (configs/safety/...); None = its defaults."},
+        metadata={
+            "help": "YAML for the safety filter; None = the shipped policy, configs/safety/default.yaml"
+        },
     )
     ui: bool = field(
         default=True, metadata={"help": "Mount the Gradio chat UI at /ui (when serve.ui is installed)."}

@@ -45,13 +45,14 @@ def load_multijail(path: str | Path, lang: str, limit: int) -> list[dict]:
 
 
 def load_filter(spec: str | None) -> Any | None:
-    """The filter ``safety_filter`` names: ``auto`` is crossling's :class:`safety.SafetyFilter`;
+    """The filter ``safety_filter`` names: ``auto`` is crossling's :class:`safety.SafetyFilter` with the
+    shipped policy (``configs/safety/default.yaml``, what ``make serve`` runs);
     ``none``/``off`` (or empty) is no filter; ``module:attr`` is a filter of your own, an object with
     ``check(text, role)`` or a class or factory that makes one (called without arguments)."""
     if spec in (None, "", "none", "off"):
         return None
     if spec == "auto":
-        return SafetyFilter()
+        return SafetyFilter.from_config()
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ConfigError(f"safety_filter {spec!r}: use auto, none or module:attr")

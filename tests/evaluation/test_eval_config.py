@@ -81,12 +81,13 @@ class StubFilter:
     def check(self, text: str, role: str = "user"): ...
 
 
-def test_safety_filter_spec(monkeypatch):
+def test_safety_filter_spec():
     from evaluation.tasks import safety as safety_task
 
-    # `auto` is crossling's own filter, nothing guessed; stubbed here (the real one loads its models)
-    monkeypatch.setattr(safety_task, "SafetyFilter", StubFilter)
-    assert isinstance(safety_task.load_filter("auto"), StubFilter)
+    # `auto` is crossling's own filter with the shipped policy (what `make serve` runs): the guard
+    # model decides user input, not SafetyConfig()'s bare defaults (the frozen-encoder stage)
+    auto = safety_task.load_filter("auto")
+    assert auto.guard_model is not None and auto.semantic is None
     assert safety_task.load_filter("none") is None and safety_task.load_filter(None) is None
     assert type(safety_task.load_filter(f"{__name__}:StubFilter")).__name__ == "StubFilter"  # a user's own
     with pytest.raises(ConfigError, match="module:attr"):

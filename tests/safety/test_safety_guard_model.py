@@ -135,6 +135,17 @@ def test_lower_tuned_layers_learn_slower() -> None:
     )  # the frozen layer is not in the optimizer
 
 
+def test_a_filter_without_a_policy_file_runs_the_shipped_policy() -> None:
+    """`make serve` (serve config `safety: true`, no `safety_config`) and the eval's `auto` filter."""
+    from crossling.config import load_config
+    from safety.filter import POLICY_PATH
+
+    f = SafetyFilter.from_config()
+    assert f.config == load_config(SafetyConfig, POLICY_PATH)
+    assert f.guard_model is not None and f.semantic is None
+    assert SafetyFilter.from_config(overrides=["--guard_model.enabled", "false"]).guard_model is None
+
+
 @pytest.mark.slow
 def test_shipped_guard_blocks_a_bomb_request_and_passes_its_lookalike() -> None:
     """The shipped guard file at its default operating point, through the shipped policy."""
