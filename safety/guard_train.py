@@ -59,6 +59,13 @@ class GuardTrainConfig:
         default=300, metadata={"help": "SIB-200 train sentences kept (the same ones in every language)"}
     )
     dev_fraction: float = field(default=0.2, metadata={"help": "groups held out (halved: calib / check)"})
+    drop_unclear: bool = field(
+        default=False,
+        metadata={
+            "help": "leave out rows whose benign label is unclear (RTP-LX: low toxicity, another "
+            "score high); their groups still count for the split, so it does not move"
+        },
+    )
     epochs: float = field(default=1.0, metadata={"help": "passes over the training rows"})
     train_rows: int = field(
         default=0, metadata={"help": "train on this many of the training rows, drawn at random (0: all)"}
@@ -340,13 +347,15 @@ def _print_table(title: str, table: dict) -> None:
 
 
 def split_rows(rows: list[dict], cfg: GuardTrainConfig) -> tuple[list[int], list[int], list[int]]:
-    """Indices of train / calib / check rows (whole groups on one side)."""
+    """Indices of train / calib / check rows (whole groups on one side). Every row's group takes part
+    in the split; with ``drop_unclear`` the rows marked ``unclear`` are then left out of all three."""
     held = sorted(held_out_groups(rows, cfg.dev_fraction, seed=cfg.seed + 1))
     calib = set(random.Random(cfg.seed + 2).sample(held, len(held) // 2))
     held_set = set(held)
-    train = [i for i, r in enumerate(rows) if r["group"] not in held_set]
-    cal = [i for i, r in enumerate(rows) if r["group"] in calib]
-    check = [i for i, r in enumerate(rows) if r["group"] in held_set and r["group"] not in calib]
+    use = [i for i, r in enumerate(rows) if not (cfg.drop_unclear and r.get("unclear"))]
+    train = [i for i in use if rows[i]["group"] not in held_set]
+    cal = [i for i in use if rows[i]["group"] in calib]
+    check = [i for i in use if rows[i]["group"] in held_set and rows[i]["group"] not in calib]
     return train, cal, check
 
 
@@ -362,6 +371,8 @@ def train_guard(cfg: GuardTrainConfig, command: str = "") -> dict:
     n_h = sum(r["label"] == "harmful" for r in rows)
     print(f"guard: {len(rows)} rows ({n_h} harmful); dropped {dict(dropped)}")
     tr, cal, chk = split_rows(rows, cfg)
+    if cfg.drop_unclear and (n_unclear := sum(bool(r.get("unclear")) for r in rows)):
+        print(f"left out {n_unclear} rows whose benign label is unclear (drop_unclear)")
     if cfg.train_rows and cfg.train_rows < len(tr):
         tr = sorted(random.Random(cfg.seed + 3).sample(tr, cfg.train_rows))
     used = tr + cal + chk  # lower-layer states are computed (or read) for these rows only

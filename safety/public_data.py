@@ -197,7 +197,10 @@ def xsafety_rows(root: Path = PUBLIC_DIR) -> list[dict]:
 
 
 def rtp_lx_rows(root: Path = PUBLIC_DIR, toxic: float = 3.0, clean: float = 1.5) -> list[dict]:
-    """RTP-LX fragments: toxicity >= ``toxic`` harmful, <= ``clean`` benign, the rest left out."""
+    """RTP-LX fragments: toxicity >= ``toxic`` harmful, <= ``clean`` benign, the rest left out. A benign
+    row with another score above ``clean`` (insult, identity attack, violence, ...: profanity and
+    slurs the toxicity score let through) is marked ``unclear`` (``safety.guard_train`` leaves it out
+    of training and thresholds but keeps its group in the split)."""
     with zipfile.ZipFile(root / "rtp_lx" / "rtp_lx.zip") as z:
         body = z.read("rtp_lx.jsonl", pwd=RTP_PASSWORD).decode("utf-8")
     out = []
@@ -208,8 +211,11 @@ def rtp_lx_rows(root: Path = PUBLIC_DIR, toxic: float = 3.0, clean: float = 1.5)
             continue
         label = "harmful" if tox >= toxic else "benign"
         cat = max(RTP_CATEGORIES, key=lambda k: r["scores"].get(k, 0)) if label == "harmful" else None
-        out.append(_row("rtplx", str(r["index"]), r["lang"], r["text"].strip(), label,
-                        RTP_CATEGORIES[cat] if cat else None, "toxic_text" if cat else "text"))  # fmt: skip
+        row = _row("rtplx", str(r["index"]), r["lang"], r["text"].strip(), label,
+                   RTP_CATEGORIES[cat] if cat else None, "toxic_text" if cat else "text")  # fmt: skip
+        if label == "benign" and max(r["scores"].values()) > clean:
+            row["unclear"] = True
+        out.append(row)
     return out
 
 

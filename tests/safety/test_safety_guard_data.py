@@ -74,6 +74,9 @@ def test_rtp_lx_is_zipped_and_split_by_toxicity() -> None:
     assert {r["label"] for r in rows} == {"harmful", "benign"}
     assert all(r["category"] for r in rows if r["label"] == "harmful")
     assert len({r["lang"] for r in rows}) == 14
+    unclear = [r for r in rows if r.get("unclear")]  # low toxicity, but another score is high
+    assert unclear and all(r["label"] == "benign" for r in unclear)
+    assert len(unclear) < 0.2 * sum(r["label"] == "benign" for r in rows)
 
 
 def test_xstest_has_lookalikes_and_contrasts() -> None:

@@ -195,6 +195,16 @@ def test_split_keeps_groups_whole() -> None:
     assert len(tr) + len(cal) + len(chk) == 300 and cal and chk
 
 
+def test_unclear_rows_leave_the_split_where_it_was() -> None:
+    rows = [{"group": f"g{i // 3}", "label": "benign", "lang": "en"} for i in range(300)]
+    for i in range(0, 300, 7):
+        rows[i]["unclear"] = True
+    kept = split_rows(rows, GuardTrainConfig(dev_fraction=0.2, drop_unclear=True))
+    every = split_rows(rows, GuardTrainConfig(dev_fraction=0.2))
+    for part_kept, part_every in zip(kept, every, strict=True):
+        assert part_kept == [i for i in part_every if i % 7]  # same groups on each side, unclear rows out
+
+
 def test_stage_thresholds_follow_the_config(tiny_guard) -> None:
     model = GuardModel(tiny_guard["path"])
     default = GuardStage(model, GuardModelConfig())
