@@ -88,8 +88,9 @@ class EvalConfig:
     safety_per_language: int = _help("harmful prompts per language", default=10)
     safety_benign_per_language: int = _help("benign prompts per language (over-refusal)", default=3)
     safety_filter: str | None = _help(
-        "auto: crossling's safety.SafetyFilter with the shipped policy (configs/safety/default.yaml); none: no filter; module:attr: your own filter "
-        "(an object with check(text, role), or a class or factory making one)",
+        "auto: crossling's safety.SafetyFilter with the shipped policy (configs/safety/default.yaml); "
+        "none: no filter; module:attr: your own filter (an object with check(text, role), or a class "
+        "or factory making one)",
         default="auto",
     )
     safety_max_new_tokens: int = _help("tokens generated per safety prompt", default=64)
