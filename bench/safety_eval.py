@@ -50,7 +50,7 @@ sys.path.insert(0, str(REPO))
 
 from crossling.config import load_config  # noqa: E402
 from safety.config import SafetyConfig  # noqa: E402
-from safety.filter import SafetyFilter  # noqa: E402
+from safety.filter import POLICY_PATH, SafetyFilter  # noqa: E402
 from safety.guard_data import BENIGN_EVAL_KINDS, benign_eval_sets  # noqa: E402
 from safety.guard_model import GuardStage  # noqa: E402
 from safety.seed import load_seed  # noqa: E402
@@ -294,7 +294,7 @@ def stream_sets(per_lang: int = 40) -> tuple[dict, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--config", default=str(REPO / "configs" / "safety" / "default.yaml"))
+    ap.add_argument("--config", default=str(POLICY_PATH))
     ap.add_argument("--runs", default="default,ngram", help="comma-separated: default, ngram, semantic")
     ap.add_argument("--multijail", default=str(DEFAULT_MULTIJAIL))
     ap.add_argument("--mgsm_n", type=int, default=250, help="MGSM questions per language")

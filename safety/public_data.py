@@ -199,8 +199,8 @@ def xsafety_rows(root: Path = PUBLIC_DIR) -> list[dict]:
 def rtp_lx_rows(root: Path = PUBLIC_DIR, toxic: float = 3.0, clean: float = 1.5) -> list[dict]:
     """RTP-LX fragments: toxicity >= ``toxic`` harmful, <= ``clean`` benign, the rest left out. A benign
     row with another score above ``clean`` (insult, identity attack, violence, ...: profanity and
-    slurs the toxicity score let through) is marked ``unclear`` (``safety.guard_train`` leaves it out
-    of training and thresholds but keeps its group in the split)."""
+    slurs the toxicity score let through) is marked ``unclear``: ``safety.guard_train`` with
+    ``drop_unclear`` leaves it out of training and thresholds but keeps its group in the split."""
     with zipfile.ZipFile(root / "rtp_lx" / "rtp_lx.zip") as z:
         body = z.read("rtp_lx.jsonl", pwd=RTP_PASSWORD).decode("utf-8")
     out = []
