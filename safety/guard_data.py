@@ -6,7 +6,9 @@ source, kind}``:
 - ``seed``: ``data/safety/seed.jsonl`` (written for crossling), ``frames_per_group`` framings of each
   phrase group;
 - ``prompts``: ``data/safety/prompts/<lang>.yaml``, whole prompts written for crossling for the guard
-  (harmful requests as users type them; benign prompts of every style the filter meets);
+  (harmful requests as users type them; benign prompts of every style the filter meets), the same
+  items in every language; and ``data/safety/prompts/native/<lang>.yaml``, 100 harmful requests and
+  60 benign prompts written in each of 16 languages itself (local scams, slang, code-switching);
 - the public sets (``safety.public_data``): XSafety, RTP-LX, XSTest, SIB-200 train sentences;
 - ``extra``: GSM8K train questions, MGSM's 8 train exemplars per language and NTREX *train* sentences
   (benign math and news);
@@ -41,14 +43,19 @@ from safety.seed import REPO, load_seed
 log = logging.getLogger(__name__)
 
 PROMPTS_DIR = REPO / "data" / "safety" / "prompts"
+NATIVE = "native"  # PROMPTS_DIR/native/<lang>.yaml: prompts written in the language, not translated
 BENIGN_EVAL_DIR = REPO / "data" / "safety" / "benign_eval"
 BENIGN_EVAL_KINDS = ("mgsm", "encyclopedic", "everyday", "lookalike")
 PROMPT_KINDS = ("math", "prose", "code", "everyday", "lookalike", "sensitive_topic")
 
 
-def load_prompts(path: str | Path) -> list[dict]:
+def load_prompts(path: str | Path, native: bool = False) -> list[dict]:
     """One ``data/safety/prompts/<lang>.yaml``: ``harmful: ["category | text"]``,
-    ``benign: ["kind | text"]``."""
+    ``benign: ["kind | text"]``.
+
+    Those files translate ``en.yaml`` item by item, so item ``i`` is one group across languages.
+    ``native=True`` reads a ``data/safety/prompts/native/<lang>.yaml``: prompts written in the
+    language itself, not translations, so each item is a group of its own."""
     path = Path(path)
     src = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     lang = src.get("lang")
@@ -63,16 +70,20 @@ def load_prompts(path: str | Path) -> list[dict]:
                     f"{path}: {label}[{i}] {item!r} needs '<{'category' if label == 'harmful' else 'kind'}>"
                     " | text'"
                 )
-            # the files translate en.yaml item by item: one group per item across languages, so a
-            # held-out split never trains on the translation of what it holds out
-            rows.append({"id": f"prompts-{lang}-{label[0]}{i}", "text": text, "lang": lang, "label": label,
-                         "category": head if label == "harmful" else None, "group": f"prompts-{label[0]}{i}",
-                         "source": "prompts", "kind": "request" if label == "harmful" else head})  # fmt: skip
+            # translated files: one group per item across languages, so a held-out split never
+            # trains on the translation of what it holds out; native files: one group per item
+            group = f"prompts-native-{lang}-{label[0]}{i}" if native else f"prompts-{label[0]}{i}"
+            rows.append({"id": group if native else f"prompts-{lang}-{label[0]}{i}", "text": text,
+                         "lang": lang, "label": label, "category": head if label == "harmful" else None,
+                         "group": group, "source": "prompts",
+                         "kind": "request" if label == "harmful" else head})  # fmt: skip
     return rows
 
 
 def prompt_rows(root: Path = PROMPTS_DIR) -> list[dict]:
-    return [r for p in sorted(root.glob("*.yaml")) for r in load_prompts(p)]
+    """The translated prompt files (``<root>/<lang>.yaml``) and the native ones (``<root>/native/``)."""
+    rows = [r for p in sorted(root.glob("*.yaml")) for r in load_prompts(p)]
+    return rows + [r for p in sorted((root / NATIVE).glob("*.yaml")) for r in load_prompts(p, native=True)]
 
 
 def seed_rows(path: str | Path, frames_per_group: int, rng: random.Random) -> list[dict]:
