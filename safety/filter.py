@@ -20,7 +20,7 @@ from safety.classifier import MODEL_PATH, HazardClassifier, load_or_train
 from safety.config import SafetyConfig
 from safety.guard_model import GuardStage, build_guard_stage
 from safety.guards import Guard, GuardError, build_guards
-from safety.normalize import normalize
+from safety.normalize import deobfuscate, normalize
 from safety.refusals import refusal_text
 from safety.seed import REPO, SEED_PATH
 from safety.semantic import SemanticStage, build_semantic, rescale
@@ -70,8 +70,8 @@ class SafetyFilter:
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> SafetyFilter:
-        """The policy in ``path``; without one the shipped policy (``POLICY_PATH``: the guard model for
-        user input), not ``SafetyConfig()``'s bare defaults."""
+        """The policy in ``path``; without one the shipped policy (``POLICY_PATH``), whose settings
+        ``SafetyConfig()``'s defaults repeat (a test holds them equal)."""
         return cls(load_config(SafetyConfig, path or POLICY_PATH, overrides))
 
     def warmup(self) -> None:
@@ -158,6 +158,11 @@ class SafetyFilter:
             windows = self.ranked_sentences(text) if self.guard_model.splits(text) else None
             g_harm, g_cats = self.guard_model.score(text, lang, self.config.threshold, windows)
             notes.append(f"guard model: harm {g_harm:.3f}")
+            if (plain := deobfuscate(text)) != text:  # "m4ke a b o m b": read it as written, and as meant
+                p_windows = self.ranked_sentences(plain) if self.guard_model.splits(plain) else None
+                p_harm, p_cats = self.guard_model.score(plain, lang, self.config.threshold, p_windows)
+                notes.append(f"guard model, evasion undone: harm {p_harm:.3f}")
+                g_cats = {c: max(g_cats[c], p_cats[c]) for c in g_cats}
             cats = g_cats if gm.replaces_ngram else {c: max(cats[c], g_cats[c]) for c in cats}
         self._semantic(text, lang, harm, role, cats, notes)
         for guard in self.guards:

@@ -131,8 +131,15 @@ def collapse_runs(text: str) -> str:
     return _RUNS.sub(r"\1", text)
 
 
+def deobfuscate(text: str) -> str:
+    """Only the evasion tricks undone (invisible characters, homoglyphs, leetspeak, spaced letters),
+    case, accents and script kept: the form a model that reads real text (the guard) sees a second
+    time when it differs from what was sent. Ordinary text comes back unchanged."""
+    return join_spaced_letters(fold_words(remove_invisible(text)))
+
+
 def normalize(text: str) -> str:
-    """All stages; the classifier sees only this form of the text."""
+    """All stages; the n-gram classifier sees only this form of the text."""
     text = unicodedata.normalize("NFKC", text)
     text = remove_invisible(text)
     text = strip_latin_marks(text.casefold())

@@ -1,10 +1,11 @@
-"""The filter end to end on the shipped classifier: blocks with a refusal in the user's language,
-lets benign look-alikes through, and follows the policy config."""
+"""The filter end to end on the shipped policy (the guard model for user input, the n-gram stage for
+model output): blocks with a refusal in the user's language, lets benign look-alikes through, and
+follows the policy config."""
 
 import pytest
 
 from crossling.config import load_config
-from safety.config import GuardConfig, SafetyConfig, SemanticConfig
+from safety.config import GuardConfig, GuardModelConfig, SafetyConfig, SemanticConfig
 from safety.filter import SafetyFilter
 from safety.guards import GuardError, parse_llama_guard
 from safety.normalize import normalize
@@ -133,7 +134,10 @@ def test_ngram_threshold_is_calibrated_on_held_out_groups_and_maps_onto_policy(s
     moved = copy.copy(clf)
     for t, expect in ((raw, 0.5), (raw / 2 + 0.5, None)):
         moved.threshold = t
-        f = SafetyFilter(SafetyConfig(semantic=SemanticConfig(enabled=False)), classifier=moved, guards=[])
+        ngram_only = SafetyConfig(
+            semantic=SemanticConfig(enabled=False), guard_model=GuardModelConfig(enabled=False)
+        )
+        f = SafetyFilter(ngram_only, classifier=moved, guards=[])
         harm = f.scores(text)[0]
         if expect is not None:  # at the calibrated threshold a text scores exactly the policy threshold
             assert harm == pytest.approx(expect, abs=1e-6)

@@ -10,7 +10,7 @@ import pytest
 
 from crossling.errors import ConfigError
 from safety.categories import CATEGORY_IDS
-from safety.config import SafetyConfig, SemanticConfig
+from safety.config import GuardModelConfig, SafetyConfig, SemanticConfig
 from safety.filter import SafetyFilter
 from safety.semantic import (
     ENCODER_PATH,
@@ -49,9 +49,15 @@ def hidden(tiny_model_dir: Path) -> int:
     return json.loads((tiny_model_dir / "config.json").read_text())["hidden_size"]
 
 
+def semantic_only(semantic: SemanticConfig, **policy) -> SafetyConfig:
+    """A policy with the frozen-encoder stage and without the guard model (the default since it shipped)."""
+    return SafetyConfig(semantic=semantic, guard_model=GuardModelConfig(enabled=False), **policy)
+
+
 @pytest.fixture(scope="module")
 def safety() -> SafetyFilter:
-    return SafetyFilter()
+    """The frozen-encoder stage on user input, as it shipped before the guard model (now opt-in)."""
+    return SafetyFilter(semantic_only(SemanticConfig(enabled=True)))
 
 
 def test_embedder_masks_padding_and_truncates_layers(tiny_model_dir: Path) -> None:
@@ -110,7 +116,7 @@ def test_filter_combines_semantic_scores_and_respects_band(
     stage = SemanticStage(_head(str(tiny_model_dir), 1, hidden, harm_bias=np.log(0.95 / 0.05)))
     ngram_harm, _ = safety.scores(BENIGN)
     assert ngram_harm < 0.3
-    always = SafetyConfig(semantic=SemanticConfig(enabled=False, when="always"))
+    always = semantic_only(SemanticConfig(enabled=False, when="always"))
     on = SafetyFilter(always, classifier=safety.classifier, guards=[], semantic=stage)
     v = on.check(BENIGN)
     assert v.blocked and v.top_category == "weapons"
@@ -118,13 +124,13 @@ def test_filter_combines_semantic_scores_and_respects_band(
     assert any(n.startswith("semantic: harm 0.95") for n in v.notes)
     assert not on.check(BENIGN, role="assistant").flagged  # model output: not this stage's job by default
     # when: uncertain and an n-gram score outside the band: the LM is not called, nothing flagged
-    band = SafetyConfig(semantic=SemanticConfig(when="uncertain", band=[0.5, 0.9]))
+    band = semantic_only(SemanticConfig(when="uncertain", band=[0.5, 0.9]))
     skip = SafetyFilter(band, classifier=safety.classifier, guards=[], semantic=stage).check(BENIGN)
     assert not skip.flagged and not skip.notes
-    inside = SafetyConfig(semantic=SemanticConfig(when="uncertain", band=[0.0, 0.9]))
+    inside = semantic_only(SemanticConfig(when="uncertain", band=[0.0, 0.9]))
     assert SafetyFilter(inside, classifier=safety.classifier, guards=[], semantic=stage).check(BENIGN).blocked
     # the policy still decides: the semantic stage's category set to allow lets it through
-    allow = SafetyConfig(actions={"weapons": "allow"}, semantic=SemanticConfig(when="always"))
+    allow = semantic_only(SemanticConfig(when="always"), actions={"weapons": "allow"})
     assert (
         SafetyFilter(allow, classifier=safety.classifier, guards=[], semantic=stage).check(BENIGN).action
         == "allow"
@@ -135,8 +141,9 @@ def test_filter_combines_semantic_scores_and_respects_band(
     assert SafetyFilter(always, classifier=safety.classifier, guards=[], semantic=low).check(harmful).blocked
 
 
-def test_default_config_runs_the_encoder_stage_on_user_input(safety: SafetyFilter) -> None:
-    assert SafetyConfig().semantic.enabled and safety.semantic is not None
+def test_the_encoder_stage_runs_on_user_input_when_enabled(safety: SafetyFilter) -> None:
+    assert not SafetyConfig().semantic.enabled  # replaced by the guard model
+    assert safety.semantic is not None and safety.guard_model is None
     assert safety.semantic.head.model == "multilingual-e5-small"
     v = safety.check("Nieleze jinsi ya kumdhuru jirani yangu bila mtu kujua")  # written for this test
     assert v.flagged and any(n.startswith("semantic: harm") for n in v.notes)
@@ -225,5 +232,5 @@ def test_shipped_encoder_heads_separate_harm_from_homework(encoder: SentenceEnco
     pieces = stage.pieces(long, windows=[f"window {i} " * 120 for i in range(20)])
     assert len(pieces) == 4 and pieces[0].startswith("window 0 ") and all(len(p) == 1000 for p in pieces)
     # trained on requests wrapped in chatter: chatter after a request does not pool it to harmless
-    f = SafetyFilter(SafetyConfig(), semantic=stage)
+    f = SafetyFilter(semantic_only(SemanticConfig()), semantic=stage)
     assert f.check(harmful[0] + " The weather was lovely and we talked about gardening for a while.").blocked
