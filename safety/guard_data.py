@@ -8,7 +8,8 @@ source, kind}``:
 - ``prompts``: ``data/safety/prompts/<lang>.yaml``, whole prompts written for crossling for the guard
   (harmful requests as users type them; benign prompts of every style the filter meets), the same
   items in every language; and ``data/safety/prompts/native/<lang>.yaml``, 100 harmful requests and
-  60 benign prompts written in each of 16 languages itself (local scams, slang, code-switching);
+  ~72 benign prompts (37 look-alikes) written in each of 16 languages itself (local scams, slang,
+  code-switching, false friends such as Swahili *nazi*, coconut);
 - the public sets (``safety.public_data``): XSafety, RTP-LX, XSTest, SIB-200 train sentences;
 - ``extra``: GSM8K train questions, MGSM's 8 train exemplars per language and NTREX *train* sentences
   (benign math and news);
