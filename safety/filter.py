@@ -126,6 +126,10 @@ class SafetyFilter:
         harms = [h for h, _ in self.classifier.predict([n for _, n in pairs])]
         return [s for _, (s, _) in sorted(zip(harms, pairs, strict=True), key=lambda p: -p[0])]
 
+    def windows_for(self, stage: GuardStage | SemanticStage, text: str) -> list[str] | None:
+        """The ranked sentences a model stage reads a long ``text`` by; None for a text it reads whole."""
+        return self.ranked_sentences(text) if stage.splits(text) else None
+
     def scores(self, text: str) -> tuple[float, dict[str, float]]:
         """Built-in classifier only: (harm, per-category scores), max over windows, on the policy's
         scale (the classifier's calibrated threshold lands on the policy threshold, as the semantic
@@ -155,12 +159,13 @@ class SafetyFilter:
         notes: list[str] = []
         gm = self.config.guard_model
         if self.guard_model is not None and gm.applies(role):
-            windows = self.ranked_sentences(text) if self.guard_model.splits(text) else None
-            g_harm, g_cats = self.guard_model.score(text, lang, self.config.threshold, windows)
+            guard = self.guard_model
+            g_harm, g_cats = guard.score(text, lang, self.config.threshold, self.windows_for(guard, text))
             notes.append(f"guard model: harm {g_harm:.3f}")
             if (plain := deobfuscate(text)) != text:  # "m4ke a b o m b": read it as written, and as meant
-                p_windows = self.ranked_sentences(plain) if self.guard_model.splits(plain) else None
-                p_harm, p_cats = self.guard_model.score(plain, lang, self.config.threshold, p_windows)
+                p_harm, p_cats = guard.score(
+                    plain, lang, self.config.threshold, self.windows_for(guard, plain)
+                )
                 notes.append(f"guard model, evasion undone: harm {p_harm:.3f}")
                 g_cats = {c: max(g_cats[c], p_cats[c]) for c in g_cats}
             cats = g_cats if gm.replaces_ngram else {c: max(cats[c], g_cats[c]) for c in cats}
@@ -186,7 +191,7 @@ class SafetyFilter:
             return
         # scores are mapped onto the policy's scale, then merged by max like the guards' scores
         # a long text is embedded by its sentences, ranked here (short texts need no ranking)
-        windows = self.ranked_sentences(text) if self.semantic.splits(text) else None
+        windows = self.windows_for(self.semantic, text)
         s_harm, s_cats = self.semantic.score(text, policy_threshold=self.config.threshold, windows=windows)
         notes.append(f"semantic: harm {s_harm:.3f}")
         for cat, score in s_cats.items():
