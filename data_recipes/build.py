@@ -88,6 +88,13 @@ class BuildConfig:
             "share of extra_sft_files. Weights of recipes that made no rows are ignored."
         },
     )  # fmt: skip
+    language_weights: dict[str, float] = field(
+        default_factory=dict,
+        metadata={
+            "help": "Train split only: multiply a language's share inside every recipe ({hi: 2}: about twice "
+            "the Hindi rows, taken from the others); unnamed languages 1. Dev keeps the plain mix."
+        },
+    )
     oversample: float = field(
         default=3.0, metadata={"help": "Rows per cell sent through the gates, as a multiple of its quota."}
     )
@@ -164,6 +171,8 @@ class BuildConfig:
             raise ValueError(
                 f"alpha and recipe_weights must be >= 0, got {self.alpha} and {self.recipe_weights}"
             )
+        if any(w < 0 for w in self.language_weights.values()):
+            raise ValueError(f"language_weights must be >= 0, got {self.language_weights}")
         user_weight = mixing.recipe_weight(self.recipe_weights, "user:")
         if self.extra_sft_files and self.mixing == "weights" and user_weight <= 0:
             raise ValueError(
@@ -317,12 +326,22 @@ def _cell_rng(rngs: dict, seed: int, split: str, cell: tuple[str, str]) -> rando
     return rngs[key]
 
 
+def split_language_weights(cfg: BuildConfig, split: str) -> dict[str, float] | None:
+    """``language_weights`` for the train split; dev keeps the plain mix, so builds stay comparable."""
+    return cfg.language_weights or None if split == "train" else None
+
+
 def gate_split(pools: dict, sizes: dict, want: int, cfg: BuildConfig, gates: Gates, desc: str) -> dict:
     """Cut each cell to ``oversample ×`` its quota, then run the gates over it.
 
     Rows of a cell that are not gated (beyond the reservoir or the cut) are counted as surplus.
     """
-    shares = mixing.cell_shares(sizes, cfg.alpha, cfg.recipe_weights if cfg.mixing == "weights" else None)
+    shares = mixing.cell_shares(
+        sizes,
+        cfg.alpha,
+        cfg.recipe_weights if cfg.mixing == "weights" else None,
+        split_language_weights(cfg, desc),
+    )
     quota = mixing.quotas(sizes, want, shares)
     todo = []
     for cell in sorted(pools):
@@ -370,7 +389,9 @@ def run(cfg: BuildConfig) -> BuildResult:
     for split, want in (("train", cfg.train_examples), ("dev", cfg.dev_examples)):
         passed = gate_split(pools[split], sizes[split], want, cfg, gates, split)
         available[split] = {c: len(v) for c, v in passed.items()}
-        chosen, rest = mixing.mix(passed, want, cfg.alpha, cfg.seed, weights)
+        chosen, rest = mixing.mix(
+            passed, want, cfg.alpha, cfg.seed, weights, split_language_weights(cfg, split)
+        )
         for row in rest:
             report.add_count(SURPLUS_NOT_PICKED, row["recipe"], row["lang"], 1)
         out[split] = (chosen, rest)

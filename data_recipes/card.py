@@ -25,6 +25,7 @@ SOURCES = [
     ("MGSM exemplars", "data/mgsm/exemplars.json", "CC BY 4.0", "Shi et al. 2022, 'Language Models are Multilingual Chain-of-Thought Reasoners'"),
     ("GSM8K train", "data/gsm8k/train.jsonl", "MIT", "Cobbe et al. 2021, 'Training Verifiers to Solve Math Word Problems'"),
     ("crossling safety seeds", "data/safety/seed.jsonl", "Apache-2.0 (this project)", "written for crossling"),
+    ("crossling native safety prompts", "data/safety/prompts/native/", "Apache-2.0 (this project)", "written for crossling in each language (read when safety.native_dir names them)"),
 ]  # fmt: skip
 
 

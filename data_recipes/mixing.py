@@ -3,7 +3,8 @@
 A pool is the set of rows of one (recipe, language) cell. Recipe shares are the fixed
 ``recipe_weights`` when given, else ∝ N_recipe^α; within a recipe, languages get ∝ n_lang^α (α = 1:
 proportional to size; α → 0: uniform, which lifts low-resource languages — XLM-R and mT5 used
-α ≈ 0.3). A cell never gives more rows than it has (no repeats); what it cannot give is handed to the
+α ≈ 0.3); ``language_weights`` then multiply a language's share inside every recipe (``{hi: 2}``: Hindi
+gets about twice its rows, taken from the other languages). A cell never gives more rows than it has (no repeats); what it cannot give is handed to the
 other cells in proportion to their shares. Not here: building or filtering rows.
 """
 
@@ -30,7 +31,10 @@ def recipe_weight(weights: dict[str, float], recipe: str) -> float:
 
 
 def cell_shares(
-    sizes: dict[Cell, int], alpha: float, recipe_weights: dict[str, float] | None = None
+    sizes: dict[Cell, int],
+    alpha: float,
+    recipe_weights: dict[str, float] | None = None,
+    language_weights: dict[str, float] | None = None,
 ) -> dict[Cell, float]:
     """Target share of each (recipe, lang) cell in the mix; shares sum to 1."""
     per_recipe: dict[str, dict[str, int]] = defaultdict(dict)
@@ -45,7 +49,12 @@ def cell_shares(
         recipe_share = temperature_weights({r: sum(v.values()) for r, v in per_recipe.items()}, alpha)
     shares = {}
     for recipe, langs in per_recipe.items():
-        for lang, p in temperature_weights(langs, alpha).items():
+        inside = temperature_weights(langs, alpha)
+        if language_weights:
+            inside = {lang: p * language_weights.get(lang, 1.0) for lang, p in inside.items()}
+            total = sum(inside.values())
+            inside = {lang: p / total for lang, p in inside.items()} if total else {}
+        for lang, p in inside.items():
             if recipe_share.get(recipe, 0) > 0:
                 shares[(recipe, lang)] = recipe_share[recipe] * p
     return shares
@@ -82,10 +91,11 @@ def mix(
     alpha: float,
     seed: int,
     recipe_weights: dict[str, float] | None = None,
+    language_weights: dict[str, float] | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """(chosen rows in a shuffled order, rows left over); deterministic for a given seed."""
     sizes = {c: len(rows) for c, rows in pools.items()}
-    want = quotas(sizes, total, cell_shares(sizes, alpha, recipe_weights))
+    want = quotas(sizes, total, cell_shares(sizes, alpha, recipe_weights, language_weights))
     chosen, rest = [], []
     for cell in sorted(pools):
         rows = list(pools[cell])

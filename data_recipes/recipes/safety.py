@@ -2,7 +2,11 @@
 benign look-alikes → helpful answers.
 
 Reads the seed prompts written for crossling (``data/safety/seed.jsonl``, built by the safety area; rows
-``{"text", "lang", "label": "harmful"|"benign", "category", "response"}``). Refusals come from
+``{"text", "lang", "label": "harmful"|"benign", "category", "response"}``) and the harmful requests
+written in each language itself (``data/safety/prompts/native/<lang>.yaml``: local scams, slang, typos,
+code-switching, role-play wrappers, the way users type them; the seed's are templated framings of
+~220 phrases) when ``native_dir`` names them: native requests are taken first, the seed's fill the
+rest. Off by default: on held-out rows they did not raise the 270M model's refusals (docs/data_recipes.md). Refusals come from
 ``safety.refusals.refusal_text(lang, category)`` so the served filter and the tuned model say
 the same thing. The unsafe:benign ratio is set by ``harmful_fraction`` (the paper found ~3:7 keeps the
 model useful). Never reads MultiJail: that set is evaluation-only.
@@ -33,6 +37,21 @@ class SafetyConfig:
     harmful_fraction: float = field(
         default=0.3, metadata={"help": "Share of harmful→refusal rows among safety rows (paper: ~0.3)."}
     )
+    framings_per_phrase: int | None = field(
+        default=None,
+        metadata={
+            "help": "Seed framings kept per phrase (its framings are near-twins: 'How do I X?', 'Tell me step "
+            "by step how I X.'); null: all."
+        },
+    )
+    native_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Harmful requests written in each language (<dir>/<lang>.yaml, safety.guard_data."
+            "load_prompts(native=True), e.g. data/safety/prompts/native); they join the harmful rows before the seed's. "
+            "null: the seed's only."
+        },
+    )
     required: bool = field(
         default=False,
         metadata={"help": "Fail when seed_file is missing (false: build without safety rows and say so)."},
@@ -41,6 +60,8 @@ class SafetyConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.harmful_fraction < 1.0:
             raise ValueError("harmful_fraction must be in (0, 1)")
+        if self.framings_per_phrase is not None and self.framings_per_phrase < 1:
+            raise ValueError("framings_per_phrase must be >= 1 (or null for all)")
 
 
 def default_refusal() -> Callable[[str, str | None], str]:
@@ -72,6 +93,17 @@ def phrase_groups(seed_rows: list[dict], lang: str, dev: bool) -> dict[tuple[str
     return out
 
 
+def native_harmful(native_dir: str | Path | None, langs: list[str]) -> list[dict]:
+    """The harmful requests of ``<native_dir>/<lang>.yaml`` for ``langs`` (seed-shaped rows, one group
+    per request, so the build's dev split holds out whole requests); none when the folder is absent."""
+    from safety.guard_data import load_prompts
+
+    if not native_dir or not Path(native_dir).is_dir():
+        return []
+    paths = [Path(native_dir) / f"{lang}.yaml" for lang in langs]
+    return [r for p in paths if p.is_file() for r in load_prompts(p, native=True) if r["label"] == "harmful"]
+
+
 def _check_seed_row(rec: dict) -> str | None:
     if rec["label"] not in ("harmful", "benign"):
         return f"label must be 'harmful' or 'benign', got {rec['label']!r}"
@@ -89,19 +121,23 @@ def build(
     refusal: Callable[[str, str | None], str] | None = None,
     seed_rows: list[dict] | None = None,
 ) -> list[dict]:
-    """Refusal and helpful rows for the seed prompts in ``langs``, at ``harmful_fraction``.
+    """Refusal and helpful rows for the seed prompts (and native requests) in ``langs``, at
+    ``harmful_fraction``.
 
-    Every benign row is kept; harmful rows are subsampled (or benign ones, if harmful are scarce) to
-    reach the ratio, so the ratio holds in every language that has both kinds.
+    Every benign row is kept; harmful rows are subsampled, native requests first (or benign ones, if
+    harmful are scarce) to reach the ratio, so the ratio holds in every language that has both kinds.
     """
     rows_in = seed_rows if seed_rows is not None else read_seed(cfg.seed_file)
+    natives = native_harmful(cfg.native_dir, langs)
     refusal = refusal or default_refusal()
     out = []
     for lang in langs:
         rng = random.Random(f"{RECIPE}-{seed}-{lang}")  # per language: adding seeds in one changes no other
-        harmful = [r for r in rows_in if r["lang"] == lang and r["label"] == "harmful"]
-        benign = [r for r in rows_in if r["lang"] == lang and r["label"] == "benign"]
-        harmful, benign = _balance(harmful, benign, cfg.harmful_fraction, rng)
+        mine = _framings([r for r in rows_in if r["lang"] == lang], cfg.framings_per_phrase, rng)
+        harmful = [r for r in mine if r["label"] == "harmful"]
+        benign = [r for r in mine if r["label"] == "benign"]
+        first = [r for r in natives if r["lang"] == lang]
+        harmful, benign = _balance(harmful, benign, cfg.harmful_fraction, rng, first)
         for r in harmful:
             text = refusal(lang, r["category"])
             out.append(_row(r, text, lang, "refusal"))
@@ -110,18 +146,41 @@ def build(
     return out
 
 
-def _balance(harmful: list, benign: list, frac: float, rng: random.Random) -> tuple[list, list]:
-    if not harmful or not benign:
+def _framings(rows: list[dict], k: int | None, rng: random.Random) -> list[dict]:
+    """Up to ``k`` framings of each phrase group (rows without a group are their own), in seed order."""
+    if k is None:
+        return rows
+    by_group: dict[str, list[dict]] = {}
+    for r in rows:
+        by_group.setdefault(r.get("group") or r["text"], []).append(r)
+    keep = {
+        id(r) for group in by_group.values() for r in (group if len(group) <= k else rng.sample(group, k))
+    }
+    return [r for r in rows if id(r) in keep]
+
+
+def _balance(
+    harmful: list, benign: list, frac: float, rng: random.Random, first: list = ()
+) -> tuple[list, list]:
+    """Harmful and benign rows at ``frac``; the ``first`` harmful rows are kept before ``harmful``'s."""
+    first = list(first)
+    if not benign:
+        return first + harmful, benign
+    if not harmful and not first:
         return harmful, benign
     want_harmful = round(len(benign) * frac / (1 - frac))
-    if want_harmful <= len(harmful):
-        return rng.sample(harmful, want_harmful), benign
+    if want_harmful <= len(first):
+        return rng.sample(first, want_harmful), benign
+    if want_harmful <= len(first) + len(harmful):
+        return first + rng.sample(harmful, want_harmful - len(first)), benign
+    harmful = first + harmful
     want_benign = round(len(harmful) * (1 - frac) / frac)
     return harmful, rng.sample(benign, min(want_benign, len(benign)))
 
 
 def _row(r: dict, answer: str, lang: str, kind: str) -> dict:
-    source = f"safety-seed:{r.get('id') or r.get('_line', '?')}:{kind}"
+    origin = "native" if r.get("source") == "prompts" else "seed"
+    source = f"safety-{origin}:{r.get('id') or r.get('_line', '?')}:{kind}"
     row = sft_row(
         r["text"],
         answer,

@@ -12,7 +12,10 @@ its recipe says what to score:
 
 ``data`` may also be the safety seed (``data/safety/seed.jsonl``): its dev phrases, never trained on by
 SFT or by align's safety examples, become safety rows (``configs/eval/safety_dev.yaml``: Self-Defence
-measured where choices may be made, MultiJail is kept for reporting).
+measured where choices may be made, MultiJail is kept for reporting). Or the folder of native prompts
+(``data/safety/prompts/native``): its harmful requests the data build holds out for dev, and its benign
+prompts (look-alikes, sensitive-topic help, everyday, code; SFT trains on none of them) as over-refusal
+rows (``configs/eval/safety_dev_native.yaml``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from crossling.errors import DataError
 from crossling.generation import clean_translation
 from crossling.langid import in_language
 from crossling.loaders import read_records
+from data_recipes.schema import in_dev_split
 from evaluation.metrics import is_refusal, translation_intervals, translation_scores
 from evaluation.tasks.base import Item, SubtaskScores, TaskSpec, group_means, language_mean, set_intervals
 from evaluation.tasks.safety import refusal_texts
@@ -45,13 +49,16 @@ class HeldOut:
 
     def items(self) -> list[Item]:
         path = Path(self.data)
-        path = path / "dev.jsonl" if path.is_dir() else path
-        if not path.is_file():
-            raise DataError(f"held-out rows not found: {path} (build the data first: `make data`)")
-        if _is_seed(path):
-            rows = seed_dev_rows(path, self.languages, self.per_language)
+        if path.is_dir() and not (path / "dev.jsonl").exists() and any(path.glob("*.yaml")):
+            rows = native_dev_rows(path, self.languages, self.per_language)
         else:
-            rows = read_records(path, required=("messages", "lang", "recipe"))
+            path = path / "dev.jsonl" if path.is_dir() else path
+            if not path.is_file():
+                raise DataError(f"held-out rows not found: {path} (build the data first: `make data`)")
+            if _is_seed(path):
+                rows = seed_dev_rows(path, self.languages, self.per_language)
+            else:
+                rows = read_records(path, required=("messages", "lang", "recipe"))
         taken: dict[str, int] = {}
         items = []
         for row in rows:
@@ -118,6 +125,33 @@ def seed_dev_rows(path: Path, languages: list[str], per_language: int) -> list[d
                 answer = refusal_text(lang, r.get("category")) if label == "harmful" else r["response"]
                 out.append({"messages": [{"role": "user", "content": r["text"]}, {"role": "assistant", "content": answer}],
                             "lang": lang, "recipe": "safety", "_line": r["_line"]})  # fmt: skip
+    return out
+
+
+def native_dev_rows(folder: Path, languages: list[str], per_language: int) -> list[dict]:
+    """Safety rows from native prompt files (``<folder>/<lang>.yaml``): per language up to
+    ``per_language // 2`` harmful requests of the build's dev split (reference: the refusal) and as
+    many benign prompts (reference: an empty answer, i.e. not a refusal), drawn with a fixed seed."""
+    import random
+
+    from safety.guard_data import load_prompts
+    from safety.refusals import refusal_text
+
+    out = []
+    for lang in languages:
+        path = folder / f"{lang}.yaml"
+        if not path.is_file():
+            continue
+        rng = random.Random(f"safety-native-dev-{lang}")
+        rows = load_prompts(path, native=True)
+        harmful = [r for r in rows if r["label"] == "harmful" and in_dev_split(r["group"])]
+        benign = [r for r in rows if r["label"] == "benign"]
+        for r in rng.sample(harmful, min(len(harmful), per_language // 2)) + rng.sample(
+            benign, min(len(benign), per_language // 2)
+        ):
+            answer = refusal_text(lang, r["category"]) if r["label"] == "harmful" else ""
+            out.append({"messages": [{"role": "user", "content": r["text"]}, {"role": "assistant", "content": answer}],
+                        "lang": lang, "recipe": "safety", "_line": r["id"]})  # fmt: skip
     return out
 
 

@@ -52,3 +52,13 @@ def test_changing_one_cell_does_not_reshuffle_the_others():
     a, _ = mixing.mix(pools(20), 30, 0.3, seed=0, recipe_weights={"r": 0.5, "s": 0.5})
     b, _ = mixing.mix(pools(25), 30, 0.3, seed=0, recipe_weights={"r": 0.5, "s": 0.5})
     assert {r["id"] for r in a if r["lang"] == "en"} == {r["id"] for r in b if r["lang"] == "en"}
+
+
+def test_language_weights_lift_a_language_inside_every_recipe():
+    sizes = {(r, lang): 1000 for r in ("a", "b") for lang in ("de", "hi", "sw")}
+    plain = mixing.quotas(sizes, 600, mixing.cell_shares(sizes, 0.0, {"a": 0.5, "b": 0.5}))
+    lifted = mixing.quotas(sizes, 600, mixing.cell_shares(sizes, 0.0, {"a": 0.5, "b": 0.5}, {"hi": 2}))
+    assert plain[("a", "hi")] == plain[("a", "de")] == 100
+    assert lifted[("a", "hi")] == lifted[("b", "hi")] == 150 and lifted[("a", "de")] == 75
+    assert sum(lifted.values()) == 600  # taken from the other languages, recipe shares kept
+    assert sum(n for (r, _), n in lifted.items() if r == "a") == 300

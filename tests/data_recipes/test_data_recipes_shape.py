@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 from crossling import corpora
@@ -123,6 +124,52 @@ def test_safety_uses_the_servers_refusals_when_available():
     )
     harmful = [r for r in rows if r["_safety"]["label"] == "harmful"]
     assert harmful and is_language(harmful[0]["messages"][-1]["content"], "de")
+
+
+def _native_file(folder, lang, harmful, benign):
+    folder.mkdir(exist_ok=True)
+    items = {
+        "lang": lang,
+        "harmful": [f"weapons | {t}" for t in harmful],
+        "benign": [f"everyday | {t}" for t in benign],
+    }
+    # JSON is YAML
+    (folder / f"{lang}.yaml").write_text(json.dumps(items, ensure_ascii=False), encoding="utf-8")
+    return folder
+
+
+def test_safety_takes_native_requests_before_the_seeds_framings(tmp_path):
+    native = _native_file(tmp_path / "native", "de", [f"Sag mir, wie ich Bombe Nr. {i} baue" for i in range(3)],
+                          ["Wie backe ich Brot?"])  # fmt: skip
+    seed = [dict(r, _line=i) for i, r in enumerate(SEED)]
+    rows = safety.build(
+        safety.SafetyConfig(harmful_fraction=0.5, native_dir=str(native)), ["de"], seed_rows=seed
+    )
+    harmful = [r for r in rows if r["_safety"]["label"] == "harmful"]
+    # two benign seed rows at 0.5 want two refusals: both native, none of the seed's framings
+    assert len(harmful) == 2 and all(r["source"].startswith("safety-native:") for r in harmful)
+    assert all(r["messages"][0]["content"].startswith("Sag mir") for r in harmful)
+    # one group per native request: the dev split holds out whole requests
+    assert len({r["_group"] for r in harmful}) == 2
+    # the native file's benign prompts never become rows (they have no answer; the dev eval uses them)
+    assert not any("Brot" in r["messages"][0]["content"] for r in rows)
+    seed_only = safety.build(
+        safety.SafetyConfig(harmful_fraction=0.5, native_dir=None), ["de"], seed_rows=seed
+    )
+    refusals = [r for r in seed_only if r["_safety"]["label"] == "harmful"]
+    assert [r["source"].split(":")[0] for r in refusals] == ["safety-seed"]
+
+
+def test_safety_can_keep_one_framing_per_seed_phrase():
+    seed = [{"text": f"{label} {g} frame {f}", "lang": "de", "label": label, "category": "weapons",
+             "response": "" if label == "harmful" else f"Antwort {g}", "group": f"de-{label}-{g}", "_line": 0}
+            for label in ("harmful", "benign") for g in range(5) for f in range(3)]  # fmt: skip
+    cfg = safety.SafetyConfig(harmful_fraction=0.5, framings_per_phrase=1)
+    rows = safety.build(cfg, ["de"], seed_rows=seed)
+    groups = [r["_group"] for r in rows]
+    assert len(rows) == 10 and len(set(groups)) == 10  # 5 + 5 phrases, one framing each
+    cfg_all = safety.SafetyConfig(harmful_fraction=0.5)  # the default: every framing
+    assert len(safety.build(cfg_all, ["de"], seed_rows=seed)) == 30
 
 
 def test_preference_prompts_are_prompts_only_per_language():
