@@ -53,7 +53,7 @@ from align.config import PreferenceDataConfig
 from crossling import corpora
 from crossling.errors import DataError
 from crossling.loaders import read_records
-from data_recipes.recipes.safety import phrase_groups, read_seed
+from data_recipes.recipes.safety import draw_phrases, read_seed
 from data_recipes.recipes.translation_following import translation_prompt
 from safety.refusals import refusal_text
 
@@ -186,27 +186,22 @@ def safety_kto_rows(
     out = []
     for lang in languages:
         rng = random.Random(f"align-safety-{lang}-{seed}")
-        by_group = phrase_groups(seed_rows, lang, dev=False)
-        for label in ("harmful", "benign"):
-            groups = sorted(g for g in by_group if g[0] == label)
-            for key in rng.sample(groups, min(per_language, len(groups))):
-                row = rng.choice(by_group[key])
-                prompt = [{"role": "user", "content": row["text"]}]
-                common = {
-                    "prompt": prompt,
-                    "lang": lang,
-                    "reward": None,
-                    "source": f"safety_seed:{row.get('id')}",
-                }
-                no = [{"role": "assistant", "content": refusal(lang, row.get("category"))}]
-                if label == "harmful":
-                    out.append({**common, "completion": no, "label": True})
-                else:
-                    yes = [{"role": "assistant", "content": str(row["response"]).strip()}]
-                    out += [
-                        {**common, "completion": yes, "label": True},
-                        {**common, "completion": no, "label": False},
-                    ]
+        for row in draw_phrases(seed_rows, lang, dev=False, per_label=per_language, rng=rng):
+            common = {
+                "prompt": [{"role": "user", "content": row["text"]}],
+                "lang": lang,
+                "reward": None,
+                "source": f"safety_seed:{row.get('id')}",
+            }
+            no = [{"role": "assistant", "content": refusal(lang, row.get("category"))}]
+            if row["label"] == "harmful":
+                out.append({**common, "completion": no, "label": True})
+            else:
+                yes = [{"role": "assistant", "content": str(row["response"]).strip()}]
+                out += [
+                    {**common, "completion": yes, "label": True},
+                    {**common, "completion": no, "label": False},
+                ]
     return out
 
 

@@ -50,7 +50,7 @@ def iter_records(
             if not lenient:
                 raise DataError(f"{where}:{lineno}: {problem}" + (f" ({hint})" if hint else ""))
             if quarantine is not None:
-                quarantine.append({"file": where, "line": lineno, "reason": problem, "raw": _short(rec)})
+                quarantine.append({"file": where, "line": lineno, "reason": problem, "raw": clip_record(rec)})
             continue
         rec["_line"] = lineno
         yield rec
@@ -60,7 +60,8 @@ def read_records(path: str | Path, **kwargs: Any) -> list[dict[str, Any]]:
     return list(iter_records(path, **kwargs))
 
 
-def _short(rec: Any) -> str:
+def clip_record(rec: Any) -> str:
+    """A bad record as quarantine keeps it: its JSON (or text), cut at 500 characters."""
     text = rec if isinstance(rec, str) else json.dumps(rec, ensure_ascii=False, default=str)
     return text[:500]
 
@@ -75,7 +76,7 @@ def _raw_records(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
         raise DataError(f"data file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        yield from _jsonl_records(path)
+        yield from jsonl_records(path)
     elif suffix == ".json":
         try:
             text = _read_text(path)
@@ -105,7 +106,7 @@ def _raw_records(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
         raise DataError(f"{path}: unsupported format {suffix!r}; use one of {', '.join(FORMATS)} or hf:NAME")
 
 
-def _jsonl_records(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+def jsonl_records(path: Path) -> Iterator[tuple[int, Any, str | None]]:
     """One record per line. Read as bytes so that lines end at ``\\n`` only, as JSONL defines them: a text
     file also splits at a stray ``\\r``, which shifts every later line number. ``\\r\\n`` is fine (JSON
     whitespace); a UTF-8 BOM before the first line is dropped (Windows tools write one)."""
@@ -116,7 +117,11 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, Any, str | None]]:
             try:
                 line = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as e:
-                yield lineno, _short(raw.decode("utf-8", "replace")), f"not valid UTF-8 at byte {e.start + 1}"
+                yield (
+                    lineno,
+                    clip_record(raw.decode("utf-8", "replace")),
+                    f"not valid UTF-8 at byte {e.start + 1}",
+                )
                 continue
             if not line.strip():
                 continue

@@ -34,7 +34,7 @@ from crossling.corpora import DATA_DIR, gsm8k_train
 from crossling.decontamination import hash_parts, normalize
 from crossling.errors import ConfigError, DataError
 from crossling.langid import detect
-from crossling.loaders import _jsonl_records, _short, iter_records
+from crossling.loaders import clip_record, iter_records, jsonl_records
 from data_recipes import mixing
 from data_recipes.gates import (
     QUARANTINED,
@@ -489,7 +489,7 @@ def _user_shard(
     # The loader drops a BOM on line 1 only: after the first shard, a blank line (skipped) takes
     # that place so that the shard's first line is read as any other line.
     shift = 0 if first == 1 else 1
-    raw = _jsonl_records(_LinesFile(b"\n" * shift + data))  # type: ignore[arg-type]
+    raw = jsonl_records(_LinesFile(b"\n" * shift + data))  # type: ignore[arg-type]
     out: list[tuple] = []
     for lineno, rec, problem in raw:
         lineno += first - 1 - shift
@@ -499,7 +499,9 @@ def _user_shard(
             if not lenient:
                 out.append(("error", f"{path}:{lineno}: {problem} ({LENIENT_HINT})"))
                 break
-            out.append(("quarantine", {"file": path, "line": lineno, "reason": problem, "raw": _short(rec)}))
+            out.append(
+                ("quarantine", {"file": path, "line": lineno, "reason": problem, "raw": clip_record(rec)})
+            )
             continue
         rec["_line"] = lineno
         row = assign_split(as_user_row(rec, path), dev_fraction)

@@ -93,6 +93,21 @@ def phrase_groups(seed_rows: list[dict], lang: str, dev: bool) -> dict[tuple[str
     return out
 
 
+def draw_phrases(
+    seed_rows: list[dict], lang: str, dev: bool, per_label: int, rng: random.Random
+) -> list[dict]:
+    """Up to ``per_label`` harmful phrases of ``lang``, then as many benign ones, from the dev or the
+    train side of the split (:func:`phrase_groups`), one framing each, drawn by ``rng``: the safety
+    dev eval rows and align's ``safety_examples``."""
+    by_group = phrase_groups(seed_rows, lang, dev=dev)
+    out = []
+    for label in ("harmful", "benign"):
+        groups = sorted(g for g in by_group if g[0] == label)
+        rng.shuffle(groups)
+        out += [rng.choice(by_group[key]) for key in groups[:per_label]]
+    return out
+
+
 def native_harmful(native_dir: str | Path | None, langs: list[str]) -> list[dict]:
     """The harmful requests of ``<native_dir>/<lang>.yaml`` for ``langs`` (seed-shaped rows, one group
     per request, so the build's dev split holds out whole requests); none when the folder is absent."""

@@ -109,23 +109,22 @@ def seed_dev_rows(path: Path, languages: list[str], per_language: int) -> list[d
     (reference: their answer), one framing per phrase, drawn with a fixed seed per language."""
     import random
 
-    from data_recipes.recipes.safety import phrase_groups, read_seed
+    from data_recipes.recipes.safety import draw_phrases, read_seed
     from safety.refusals import refusal_text
 
     seed = read_seed(path)
     out = []
     for lang in languages:
         rng = random.Random(f"safety-dev-{lang}")
-        by_group = phrase_groups(seed, lang, dev=True)
-        for label in ("harmful", "benign"):
-            groups = sorted(g for g in by_group if g[0] == label)
-            rng.shuffle(groups)
-            for key in groups[: per_language // 2]:
-                r = rng.choice(by_group[key])
-                answer = refusal_text(lang, r.get("category")) if label == "harmful" else r["response"]
-                out.append({"messages": [{"role": "user", "content": r["text"]}, {"role": "assistant", "content": answer}],
-                            "lang": lang, "recipe": "safety", "_line": r["_line"]})  # fmt: skip
+        for r in draw_phrases(seed, lang, dev=True, per_label=per_language // 2, rng=rng):
+            answer = refusal_text(lang, r.get("category")) if r["label"] == "harmful" else r["response"]
+            out.append(_safety_row(r["text"], answer, lang, r["_line"]))
     return out
+
+
+def _safety_row(prompt: str, answer: str, lang: str, line) -> dict:
+    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+    return {"messages": messages, "lang": lang, "recipe": "safety", "_line": line}
 
 
 def native_dev_rows(folder: Path, languages: list[str], per_language: int) -> list[dict]:
@@ -150,8 +149,7 @@ def native_dev_rows(folder: Path, languages: list[str], per_language: int) -> li
             benign, min(len(benign), per_language // 2)
         ):
             answer = refusal_text(lang, r["category"]) if r["label"] == "harmful" else ""
-            out.append({"messages": [{"role": "user", "content": r["text"]}, {"role": "assistant", "content": answer}],
-                        "lang": lang, "recipe": "safety", "_line": r["id"]})  # fmt: skip
+            out.append(_safety_row(r["text"], answer, lang, r["id"]))
     return out
 
 
