@@ -61,13 +61,17 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 
     Unknown fields and values of the wrong type are errors that name where they come from — the file
     and field, or the command line and flag: a typo in a config must never be silently ignored.
-    A dotted override (``--limits.max_queue 8``) is merged into the YAML's nested mapping.
+    A dotted override (``--limits.max_queue 8``) is merged into the YAML's nested mapping, and so is a
+    mapping given for a block of fields (``--limits "{max_queue: 8}"`` sets max_queue only; the
+    block's other fields keep the YAML's values). Mapping-valued fields (``--adapters "{a: path}"``)
+    are replaced whole.
     """
     source = COMMAND_LINE if path is None else str(path)
     values = {} if path is None else _read_yaml(Path(path))
     checked = _checked_overrides(cls, overrides or [])
     for key, value in checked.items():
-        _merge(values, key, value, source)
+        for dotted, leaf in _block_fields(cls, key, value):
+            _merge(values, dotted, leaf, source)
     # a value check (__post_init__) may fail on a value from either place: name both
     checks = f"{path} + {COMMAND_LINE}" if checked and path is not None else source
     return from_dict(cls, values, source=source, checks_source=checks)
@@ -156,6 +160,14 @@ def _field_type(cls: type, key: str) -> Any:
             )
         tp = typing.get_type_hints(owner)[name]
     return tp
+
+
+def _block_fields(cls: type, key: str, value: Any) -> list[tuple[str, Any]]:
+    """``--block "{a: 1, inner: {b: 2}}"`` → ``[("block.a", 1), ("block.inner.b", 2)]`` when ``block``
+    (and ``inner``) are blocks of fields; any other value stays whole."""
+    if isinstance(value, dict) and value and _nested_dataclass(_field_type(cls, key)) is not None:
+        return [kv for sub, v in value.items() for kv in _block_fields(cls, f"{key}.{sub}", v)]
+    return [(key, value)]
 
 
 def _merge(values: dict[str, Any], key: str, value: Any, source: str) -> None:

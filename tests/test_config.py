@@ -109,6 +109,19 @@ def test_dotted_overrides_at_any_depth_keep_the_yamls_other_keys(tmp_path):
         load_config(_Cfg, p, ["--block.size", "2"])
 
 
+def test_a_mapping_for_a_block_sets_the_fields_it_names_and_keeps_the_yamls_others(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("block:\n  size: 5\n  inner: {depth: 7, note: from yaml}\n")
+    cfg = load_config(_Cfg, p, ["--block", "{inner: {depth: 9}}"])
+    assert (cfg.block.size, cfg.block.inner.depth, cfg.block.inner.note) == (5, 9, "from yaml")
+    assert load_config(_Cfg, p, ["--block", "{size: 2}"]).block == _Block(
+        size=2, inner=_Inner(7, "from yaml")
+    )
+    with pytest.raises(ConfigError, match=r"--block: field .inner.: unknown field\(s\) nope for _Inner"):
+        load_config(_Cfg, p, ["--block", "{inner: {nope: 1}}"])
+    assert load_config(_Cfg, p, ["--optional", "null"]).optional is None  # not a mapping: replaced
+
+
 def test_unknown_override_names_the_command_line_and_a_bad_yaml_key_the_file(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("max_steps: 3\n")

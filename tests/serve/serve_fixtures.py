@@ -14,9 +14,18 @@ from collections.abc import AsyncIterator, Iterator
 from crossling import testing
 from safety.config import SafetyConfig
 from safety.verdict import Verdict
+from serve.config import ServeConfig
 from serve.engine.base import Delta, SamplingSettings, TokenLogprob
 
 PORTS = range(18000, 18100)
+
+
+def tiny_lora_config(model, adapter: str, key: str, **overrides) -> ServeConfig:
+    """The real-engine tests' server: the tiny model served as ``tiny`` with one LoRA as ``tiny-lora``,
+    one API key, no UI, 512 tokens of context; ``overrides`` pick the engine, batch and limits."""
+    base = dict(model=str(model), served_model_name="tiny", adapters={"tiny-lora": adapter}, api_keys=[key],
+                ui=False, max_model_len=512)  # fmt: skip
+    return ServeConfig(**(base | overrides))
 
 
 class StandInEngine:

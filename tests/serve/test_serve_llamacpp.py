@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 from llamacpp_fixtures import build_tiny_spm_model, requires_llamacpp
-from serve_fixtures import StandInSafety, metric_value, running_server
+from serve_fixtures import StandInSafety, metric_value, running_server, tiny_lora_config
 
 from crossling import llamacpp, testing
 from serve.app import create_app
@@ -59,17 +59,7 @@ def tiny(tmp_path_factory):
 def server(tiny):
     model, adapter = tiny
     safety = StandInSafety(trigger="\x00never\x00")  # a trigger set per test (see the safety test)
-    config = ServeConfig(
-        model=str(model),
-        served_model_name="tiny",
-        engine="llamacpp",
-        dtype="f32",
-        adapters={"tiny-lora": adapter},
-        api_keys=[KEY],
-        ui=False,
-        max_model_len=512,
-        max_batch_size=4,
-    )
+    config = tiny_lora_config(model, adapter, KEY, engine="llamacpp", dtype="f32", max_batch_size=4)
     app = create_app(config, safety=safety)
     with running_server(app, free_port()) as base_url:
         yield base_url, app, safety

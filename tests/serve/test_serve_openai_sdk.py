@@ -10,10 +10,10 @@ import time
 import httpx
 import openai
 import pytest
-from serve_fixtures import free_port, metric_value, running_server
+from serve_fixtures import free_port, metric_value, running_server, tiny_lora_config
 
 from serve.app import create_app
-from serve.config import LimitsConfig, ServeConfig
+from serve.config import LimitsConfig
 from serve.engine.base import render_chat
 
 KEY = "sk-crossling-test"
@@ -44,14 +44,11 @@ def server(tiny_model_dir, tmp_path_factory):
 
     adapter = make_lora(tiny_model_dir, tmp_path_factory.mktemp("lora"))
     threads = torch.get_num_threads()
-    config = ServeConfig(
-        model=str(tiny_model_dir),
-        served_model_name="tiny",
+    config = tiny_lora_config(
+        tiny_model_dir,
+        adapter,
+        KEY,
         engine="transformers",
-        adapters={"tiny-lora": adapter},
-        api_keys=[KEY],
-        ui=False,
-        max_model_len=512,
         max_batch_size=8,
         torch_threads=1,
         limits=LimitsConfig(

@@ -19,7 +19,14 @@ import httpx
 import openai
 import pytest
 import schemathesis
-from serve_fixtures import StandInEngine, StandInSafety, free_port, metric_value, running_server
+from serve_fixtures import (
+    StandInEngine,
+    StandInSafety,
+    free_port,
+    metric_value,
+    running_server,
+    tiny_lora_config,
+)
 from test_serve_openai_sdk import CHAT, make_lora
 
 from serve.app import create_app
@@ -48,14 +55,11 @@ def server(tiny_model_dir, tmp_path_factory):
 
     threads = torch.get_num_threads()
     adapter = make_lora(tiny_model_dir, tmp_path_factory.mktemp("reliability-lora"))
-    config = ServeConfig(
-        model=str(tiny_model_dir),
-        served_model_name="tiny",
+    config = tiny_lora_config(
+        tiny_model_dir,
+        adapter,
+        KEY,
         engine="transformers",
-        adapters={"tiny-lora": adapter},
-        api_keys=[KEY],
-        ui=False,
-        max_model_len=512,
         max_batch_size=4,
         torch_threads=1,
         limits=LimitsConfig(**LIMITS),

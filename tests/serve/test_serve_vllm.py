@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import openai
 import pytest
-from serve_fixtures import free_port, running_server
+from serve_fixtures import free_port, running_server, tiny_lora_config
 from test_serve_openai_sdk import CHAT, make_lora
 
 from serve.app import create_app
-from serve.config import ServeConfig
 from serve.engine.base import render_chat
 
 pytestmark = pytest.mark.vllm
@@ -20,14 +19,11 @@ KEY = "sk-crossling-vllm-test"
 @pytest.fixture(scope="module")
 def vllm_server(tiny_model_dir, tmp_path_factory):
     adapter = make_lora(tiny_model_dir, tmp_path_factory.mktemp("vllm-lora"))
-    config = ServeConfig(
-        model=str(tiny_model_dir),
-        served_model_name="tiny",
+    config = tiny_lora_config(
+        tiny_model_dir,
+        adapter,
+        KEY,
         engine="vllm",
-        adapters={"tiny-lora": adapter},
-        api_keys=[KEY],
-        ui=False,
-        max_model_len=512,
         max_batch_size=8,
         max_lora_rank=8,
         kv_cache_gib=1,
