@@ -6,9 +6,9 @@ Reads the seed prompts written for crossling (``data/safety/seed.jsonl``, built 
 written in each language itself (``data/safety/prompts/native/<lang>.yaml``: local scams, slang, typos,
 code-switching, role-play wrappers, the way users type them; the seed's are templated framings of
 ~220 phrases) when ``native_dir`` names them: native requests are taken first, the seed's fill the
-rest. Off by default: on held-out rows they did not raise the 270M model's refusals (docs/data_recipes.md). Refusals come from
-``safety.refusals.refusal_text(lang, category)`` so the served filter and the tuned model say
-the same thing. The unsafe:benign ratio is set by ``harmful_fraction`` (the paper found ~3:7 keeps the
+rest. Off by default: on held-out rows they did not raise the 270M model's refusals
+(docs/data_recipes.md). Refusals come from ``safety.refusals.refusal_text(lang, category)`` so the
+served filter and the tuned model say the same thing. The unsafe:benign ratio is set by ``harmful_fraction`` (the paper found ~3:7 keeps the
 model useful). Never reads MultiJail: that set is evaluation-only.
 """
 
@@ -47,9 +47,9 @@ class SafetyConfig:
     native_dir: str | None = field(
         default=None,
         metadata={
-            "help": "Harmful requests written in each language (<dir>/<lang>.yaml, safety.guard_data."
-            "load_prompts(native=True), e.g. data/safety/prompts/native); they join the harmful rows before the seed's. "
-            "null: the seed's only."
+            "help": "Harmful requests written in each language (<dir>/<lang>.yaml, e.g. "
+            "data/safety/prompts/native; safety.guard_data.load_prompts(native=True)); they join the "
+            "harmful rows before the seed's. null: the seed's only."
         },
     )
     required: bool = field(
