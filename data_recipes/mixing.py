@@ -3,9 +3,10 @@
 A pool is the set of rows of one (recipe, language) cell. Recipe shares are the fixed
 ``recipe_weights`` when given, else ∝ N_recipe^α; within a recipe, languages get ∝ n_lang^α (α = 1:
 proportional to size; α → 0: uniform, which lifts low-resource languages — XLM-R and mT5 used
-α ≈ 0.3); ``language_weights`` then multiply a language's share inside every recipe (``{hi: 2}``: Hindi
-gets about twice its rows, taken from the other languages). A cell never gives more rows than it has (no repeats); what it cannot give is handed to the
-other cells in proportion to their shares. Not here: building or filtering rows.
+α ≈ 0.3); ``language_weights`` then multiply a language's share inside every recipe (``{hi: 2}``:
+Hindi gets about twice its rows, taken from the other languages). A cell never gives more rows than
+it has (no repeats); what it cannot give is handed to the other cells in proportion to their shares.
+Not here: building or filtering rows.
 """
 
 from __future__ import annotations

@@ -159,12 +159,12 @@ class SafetyFilter:
         notes: list[str] = []
         gm = self.config.guard_model
         if self.guard_model is not None and gm.applies(role):
-            guard = self.guard_model
-            g_harm, g_cats = guard.score(text, lang, self.config.threshold, self.windows_for(guard, text))
+            gmodel = self.guard_model
+            g_harm, g_cats = gmodel.score(text, lang, self.config.threshold, self.windows_for(gmodel, text))
             notes.append(f"guard model: harm {g_harm:.3f}")
             if (plain := deobfuscate(text)) != text:  # "m4ke a b o m b": read it as written, and as meant
-                p_harm, p_cats = guard.score(
-                    plain, lang, self.config.threshold, self.windows_for(guard, plain)
+                p_harm, p_cats = gmodel.score(
+                    plain, lang, self.config.threshold, self.windows_for(gmodel, plain)
                 )
                 notes.append(f"guard model, evasion undone: harm {p_harm:.3f}")
                 g_cats = {c: max(g_cats[c], p_cats[c]) for c in g_cats}
