@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from crossling.languages import LANGUAGES
+from data_recipes.recipes.translation_following import check_instruction_languages
 from sft.config import check_max_steps, check_numbers, check_resume_or_overwrite
 
 DEFAULT_TARGETS = ["de", "fr", "es", "ru", "zh", "ja", "ar", "hi", "bn", "sw"]
@@ -198,6 +199,13 @@ class SamplingFields:
         default_factory=lambda: ["de", "fr", "ru", "zh", "sw"], metadata={"help": "Languages to align."}
     )
     prompts_per_language: int = field(default=24, metadata={"help": "Prompts sampled per target language."})
+    instruction_languages: dict[str, float] = field(
+        default_factory=lambda: {"tgt": 1.0},
+        metadata={
+            "help": "prompts: ntrex: who writes each translation request, as weights for English, the "
+            "source or the target language (the translation_following recipe's keys en / src / tgt)."
+        },
+    )
     n: int = field(default=4, metadata={"help": "Samples per prompt (the paper used 64 for best-of-n)."})
     temperature: float = field(
         default=0.7,
@@ -232,6 +240,7 @@ class SamplingFields:
 
     def __post_init__(self) -> None:
         _check_langs(self.target_languages, "target_languages")
+        check_instruction_languages(self.instruction_languages)
         if self.n < 2:
             raise ValueError("n must be >= 2: pairs need a best and a worst sample")
         check_numbers(
@@ -361,6 +370,13 @@ class WinRateConfig:
     prompts_per_language: int = field(
         default=24, metadata={"help": "Held-out NTREX prompts per language (of `split`)."}
     )
+    instruction_languages: dict[str, float] = field(
+        default_factory=lambda: {"tgt": 1.0},
+        metadata={
+            "help": "Who writes each translation request, as weights for English, the "
+            "source or the target language (the translation_following recipe's keys en / src / tgt)."
+        },
+    )
     split: Literal["dev", "test"] = field(
         default="test",
         metadata={
@@ -389,3 +405,4 @@ class WinRateConfig:
 
     def __post_init__(self) -> None:
         _check_langs(self.languages, "languages")
+        check_instruction_languages(self.instruction_languages)

@@ -46,8 +46,9 @@ class PreferenceRecipe:
         self.run_dir, self.resume = training.start_run(cfg, self.command, self.method)
         t0 = time.time()
         prompts = scoring.target_prompts(
-            cfg.prompts, cfg.target_languages, cfg.prompts_per_language, "train", cfg.seed
-        )
+            cfg.prompts, cfg.target_languages, cfg.prompts_per_language, "train", cfg.seed,
+            cfg.instruction_languages,
+        )  # fmt: skip
         scored = scoring.sample_and_score(prompts, cfg, self.run_dir / "scored.jsonl", scorer=scorer)
         self.summary["sample_and_score_seconds"] = round(time.time() - t0, 1)
         scored = scoring.with_reference(scored, cfg.reference_weight)  # unchanged at weight 0

@@ -28,7 +28,7 @@ from crossling.errors import DataError
 from crossling.generation import clean_translation
 from crossling.langid import in_language
 from crossling.loaders import read_records
-from data_recipes.recipes.translation_following import translation_prompt
+from data_recipes.recipes.translation_following import pick_instruction_language, translation_prompt
 
 # --- pure parts (unit-tested) ---------------------------------------------------------------------
 
@@ -245,16 +245,23 @@ def best_of_n(scored: list[dict]) -> list[dict]:
 
 
 def target_prompts(
-    source: str, languages: list[str], per_language: int, split: str, seed: int = 0
+    source: str,
+    languages: list[str],
+    per_language: int,
+    split: str,
+    seed: int = 0,
+    instruction_languages: dict[str, float] | None = None,
 ) -> list[dict]:
     """``[{"id", "lang", "prompt": messages, "reference": str | None}]``, ``per_language`` per language.
 
     ``source="ntrex"``: translation requests (English text; German for English targets) from the NTREX
-    documents of ``split``, phrased in the target language, with the human reference. Otherwise a JSONL
-    file of ``{"prompt": messages or str, "lang"}`` rows (e.g. data_recipes' preference_prompts.jsonl).
+    documents of ``split``, with the human reference, each written in English, the source or the target
+    language as ``instruction_languages`` weighs them (translation_following's keys; default: the target
+    language). Otherwise a JSONL file of ``{"prompt": messages or str, "lang"}`` rows (e.g.
+    data_recipes' preference_prompts.jsonl).
     """
     if source == "ntrex":
-        return _ntrex_prompts(languages, per_language, split, seed)
+        return _ntrex_prompts(languages, per_language, split, seed, instruction_languages or {"tgt": 1.0})
 
     rows = read_records(source, required=("prompt", "lang"))
     out = []
@@ -277,7 +284,9 @@ def target_prompts(
     return picked
 
 
-def _ntrex_prompts(languages: list[str], per_language: int, split: str, seed: int) -> list[dict]:
+def _ntrex_prompts(
+    languages: list[str], per_language: int, split: str, seed: int, instruction_languages: dict[str, float]
+) -> list[dict]:
 
     out = []
     for lang in languages:
@@ -285,7 +294,8 @@ def _ntrex_prompts(languages: list[str], per_language: int, split: str, seed: in
         rows = [r for r in corpora.ntrex_pairs(pivot_for(lang, "en"), lang, split) if len(r["src"]) <= 240]
         rng.shuffle(rows)
         for row in rows[:per_language]:
-            text = translation_prompt(row["src"], row["src_lang"], lang, lang, rng)
+            inst_lang = pick_instruction_language(instruction_languages, row["src_lang"], lang, rng)
+            text = translation_prompt(row["src"], row["src_lang"], lang, inst_lang, rng)
             out.append(
                 {
                     "id": f"{row['id']}:{lang}",
@@ -346,6 +356,7 @@ def sample_and_score(prompts: list[dict], cfg, scored_path: Path, scorer=None) -
         "model": cfg.model, "adapter": cfg.adapter, "adapter_weights": fingerprint(cfg.adapter), "n": cfg.n,
         "temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
         "seed": cfg.seed, "ids": [p["id"] for p in prompts],
+        "prompts": settings_key({"messages": [p["prompt"] for p in prompts]}),
     }  # fmt: skip
     sample_key = settings_key(settings)
     settings.update(reward_model=cfg.reward_model, reward_weights=fingerprint(cfg.reward_model))

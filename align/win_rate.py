@@ -84,7 +84,9 @@ def run(cfg: WinRateConfig, command: str | None = None) -> dict:
     training.check_adapter(cfg.candidate_adapter, "candidate_adapter", "Train it with `crossling align dpo`.")
     training.check_adapter(cfg.baseline_adapter, "baseline_adapter", "Train it with `make train-sft`.")
     reward_model_parts(cfg.reward_model)  # fail before generating, not after
-    prompts = scoring.target_prompts("ntrex", cfg.languages, cfg.prompts_per_language, cfg.split, cfg.seed)
+    prompts = scoring.target_prompts(
+        "ntrex", cfg.languages, cfg.prompts_per_language, cfg.split, cfg.seed, cfg.instruction_languages
+    )
     answers = {
         "sft": [o[0] for o in _generate(cfg, prompts, cfg.baseline_adapter)],
         "aligned": [o[0] for o in _generate(cfg, prompts, cfg.candidate_adapter)],

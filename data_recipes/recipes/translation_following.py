@@ -45,8 +45,25 @@ class TranslationFollowingConfig:
             raise ValueError(f"directions must be both|from_en|to_en, got {self.directions!r}")
         if "test" in self.splits:
             raise ValueError("NTREX test documents are evaluation-only: remove 'test' from splits")
-        if set(self.instruction_languages) - {"en", "src", "tgt"}:
-            raise ValueError("instruction_languages keys must be en, src, tgt")
+        check_instruction_languages(self.instruction_languages)
+
+
+def check_instruction_languages(weights: dict[str, float]) -> None:
+    """Keys ``en`` / ``src`` / ``tgt`` (who writes the request), weights >= 0, one of them > 0."""
+    if not weights or set(weights) - {"en", "src", "tgt"}:
+        raise ValueError(f"instruction_languages keys must be en, src, tgt, got {sorted(weights)}")
+    if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
+        raise ValueError("instruction_languages weights must be >= 0 with at least one > 0")
+
+
+def pick_instruction_language(weights: dict[str, float], src: str, tgt: str, rng: random.Random) -> str:
+    """The language a request is written in: English, ``src`` or ``tgt``, drawn by ``weights``.
+
+    One key with a positive weight draws nothing from ``rng`` (its later draws are unchanged).
+    """
+    live = {k: w for k, w in weights.items() if w > 0}
+    choice = next(iter(live)) if len(live) == 1 else rng.choices(list(live), list(live.values()))[0]
+    return {"en": "en", "src": src, "tgt": tgt}[choice]
 
 
 def translation_prompt(text: str, src: str, tgt: str, inst_lang: str, rng: random.Random) -> str:
@@ -71,15 +88,13 @@ def _pairs(cfg: TranslationFollowingConfig, langs: list[str]) -> list[tuple[str,
 def build(cfg: TranslationFollowingConfig, langs: list[str], seed: int = 0) -> list[dict]:
     """Every (pair, direction) example from the allowed NTREX splits; ``split`` follows the document."""
     rng = random.Random(f"{RECIPE}-{seed}")
-    who, weights = zip(*cfg.instruction_languages.items(), strict=True)
     rows = []
     for src, tgt in _pairs(cfg, langs):
         for split in cfg.splits:
             for pair in corpora.ntrex_pairs(src, tgt, split):
                 if max(len(pair["src"]), len(pair["tgt"])) > cfg.max_chars:
                     continue
-                choice = rng.choices(who, weights)[0]
-                inst_lang = {"en": "en", "src": src, "tgt": tgt}[choice]
+                inst_lang = pick_instruction_language(cfg.instruction_languages, src, tgt, rng)
                 row = sft_row(
                     translation_prompt(pair["src"], src, tgt, inst_lang, rng),
                     pair["tgt"],
