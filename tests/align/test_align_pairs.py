@@ -216,9 +216,27 @@ def test_shipped_configs_load(repo_root):
     assert {"reward", "dpo", "kto"} <= seen
 
 
+def test_ntrex_prompts_are_written_in_the_instruction_languages_asked_for():
+    langs = ["de", "sw"]
+    default = scoring.target_prompts("ntrex", langs, 6, "dev", 0)
+    assert default == scoring.target_prompts("ntrex", langs, 6, "dev", 0, {"tgt": 1.0, "en": 0.0})
+    english = scoring.target_prompts("ntrex", langs, 6, "dev", 0, {"en": 1.0})
+    # the same documents and references, only the request around them differs
+    assert [(p["id"], p["reference"]) for p in english] == [(p["id"], p["reference"]) for p in default]
+    names = {"de": "German", "sw": "Swahili"}  # every English template names the target in English
+    assert all(names[p["lang"]] in p["prompt"][0]["content"] for p in english)
+    assert not any("German" in p["prompt"][0]["content"] for p in default if p["lang"] == "de")
+    mixed = scoring.target_prompts("ntrex", langs, 6, "dev", 0, {"en": 0.5, "tgt": 0.5})
+    assert {"German" in p["prompt"][0]["content"] for p in mixed if p["lang"] == "de"} == {True, False}
+
+
 def test_bad_config_values_are_clear_errors():
     with pytest.raises(ConfigError, match="n must be >= 2"):
         load_config(CONFIGS["dpo"], None, ["--n", "1"])
+    with pytest.raises(ConfigError, match="instruction_languages keys"):
+        load_config(CONFIGS["kto"], None, ["--instruction_languages", "{fr: 1}"])
+    with pytest.raises(ConfigError, match="at least one > 0"):
+        load_config(CONFIGS["win-rate"], None, ["--instruction_languages", "{en: 0}"])
     with pytest.raises(ConfigError, match="unknown language"):
         load_config(CONFIGS["reward"], None, ["--source_lang", "xx"])
 
@@ -269,6 +287,10 @@ def test_retrained_reward_model_rescores_cached_samples_without_resampling(tmp_p
     monkeypatch.setattr(scoring, "_sample", no_sampling)
     rescored = scoring.sample_and_score(prompts, cfg, scored, scorer=Scorer(3.0))
     assert rescored[0]["completions"] == ["a", "b"] and rescored[0]["rewards"] == [3.0, 3.0]
+    # the same prompt id asked in other words is a new prompt: sampled again
+    monkeypatch.setattr(scoring, "_sample", lambda p, c: [["c", "d"]])
+    reworded = [{"id": "p1", "prompt": [{"role": "user", "content": "Hello"}]}]
+    assert scoring.sample_and_score(reworded, cfg, scored, scorer=Scorer(3.0))[0]["completions"] == ["c", "d"]
 
 
 def test_kto_safety_examples_read_the_seed_in_the_safety_languages(tmp_path):
