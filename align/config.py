@@ -178,6 +178,17 @@ class RewardRunConfig(TrainFields, LoraFields):
         check_numbers(self, {"max_train_pairs": ">= 0", "eval_pairs_per_language": ">= 1"})
 
 
+def instruction_languages_field():
+    """``instruction_languages`` of the sampling and win-rate configs (NTREX prompts only)."""
+    return field(
+        default_factory=lambda: {"tgt": 1.0},
+        metadata={
+            "help": "NTREX prompts: who writes each translation request, as weights for English, the source "
+            "or the target language (the translation_following recipe's keys en / src / tgt)."
+        },
+    )
+
+
 @dataclass
 class SamplingFields:
     """Sampling the SFT policy and scoring with the transferred reward model."""
@@ -199,13 +210,7 @@ class SamplingFields:
         default_factory=lambda: ["de", "fr", "ru", "zh", "sw"], metadata={"help": "Languages to align."}
     )
     prompts_per_language: int = field(default=24, metadata={"help": "Prompts sampled per target language."})
-    instruction_languages: dict[str, float] = field(
-        default_factory=lambda: {"tgt": 1.0},
-        metadata={
-            "help": "prompts: ntrex: who writes each translation request, as weights for English, the "
-            "source or the target language (the translation_following recipe's keys en / src / tgt)."
-        },
-    )
+    instruction_languages: dict[str, float] = instruction_languages_field()
     n: int = field(default=4, metadata={"help": "Samples per prompt (the paper used 64 for best-of-n)."})
     temperature: float = field(
         default=0.7,
@@ -370,13 +375,7 @@ class WinRateConfig:
     prompts_per_language: int = field(
         default=24, metadata={"help": "Held-out NTREX prompts per language (of `split`)."}
     )
-    instruction_languages: dict[str, float] = field(
-        default_factory=lambda: {"tgt": 1.0},
-        metadata={
-            "help": "Who writes each translation request, as weights for English, the "
-            "source or the target language (the translation_following recipe's keys en / src / tgt)."
-        },
-    )
+    instruction_languages: dict[str, float] = instruction_languages_field()
     split: Literal["dev", "test"] = field(
         default="test",
         metadata={

@@ -8,8 +8,9 @@ code-switching, role-play wrappers, the way users type them; the seed's are temp
 ~220 phrases) when ``native_dir`` names them: native requests are taken first, the seed's fill the
 rest. Off by default: on held-out rows they did not raise the 270M model's refusals
 (docs/data_recipes.md). Refusals come from ``safety.refusals.refusal_text(lang, category)`` so the
-served filter and the tuned model say the same thing. The unsafe:benign ratio is set by ``harmful_fraction`` (the paper found ~3:7 keeps the
-model useful). Never reads MultiJail: that set is evaluation-only.
+served filter and the tuned model say the same thing. The unsafe:benign ratio is set by
+``harmful_fraction`` (the paper found ~3:7 keeps the model useful). Never reads MultiJail: that set
+is evaluation-only.
 """
 
 from __future__ import annotations
