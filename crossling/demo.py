@@ -26,6 +26,7 @@ from typing import Literal
 
 from crossling import models
 from crossling.config import Verb, configs_of, parse_cli
+from crossling.device import cpu_summary
 
 
 @dataclass
@@ -154,9 +155,10 @@ def _run(stage: Stage, env: dict[str, str], forced: bool = False) -> float:
     return took
 
 
-def timing_table(timings: dict[str, float | None]) -> str:
-    """Markdown: seconds and minutes per stage (``None``: done before, not run now), and the total."""
-    lines = ["| stage | time |", "|---|---|"]
+def timing_table(timings: dict[str, float | None], machine: str | None = None) -> str:
+    """Markdown: seconds and minutes per stage (``None``: done before, not run now), and the total,
+    headed by the machine they were taken on (:func:`crossling.device.cpu_summary`)."""
+    lines = [f"Machine: {machine or cpu_summary()}.", "", "| stage | time |", "|---|---|"]
     for name, secs in timings.items():
         lines.append(
             f"| {name} | " + ("done before" if secs is None else f"{secs / 60:.1f} min ({secs:.0f} s)") + " |"
@@ -187,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
             break
     results = Path("results") / run_dirs(cfg.fast, cfg.alignment)["eval"]
     results.mkdir(parents=True, exist_ok=True)
-    (results / "demo_timings.json").write_text(json.dumps(timings, indent=2))
+    (results / "demo_timings.json").write_text(
+        json.dumps({"machine": cpu_summary(), "seconds": timings}, indent=2)
+    )
     table = timing_table(timings)
     (results / "demo_timings.md").write_text(table + "\n")
     if (results / "report.md").exists() and cfg.stop_after in (None, "eval"):

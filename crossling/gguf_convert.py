@@ -31,7 +31,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from crossling.adapters import adapter_base_model, adapter_config, fingerprint, require_adapter
-from crossling.llamacpp import LlamaCpp, LlamaCppError, build, cores
+from crossling.device import cores
+from crossling.llamacpp import LlamaCpp, LlamaCppError, build
 from crossling.models import cache_dir, resolve_model
 
 # llama-quantize's names (case aside) for the types we offer; every one is made from the f32 GGUF

@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from crossling.device import cores, cpu_flags
 from crossling.errors import CrosslingError
 from crossling.models import cache_dir
 
@@ -160,11 +161,6 @@ def build(progress: bool = True, jobs: int | None = None, sdist: str | Path | No
     return LlamaCpp(root)
 
 
-def cores() -> int:
-    """CPUs this process may run on (a container's share, not the host's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def _progress(on: bool):
     def say(message: str) -> None:
         if on:
@@ -245,11 +241,6 @@ def _run(cmd: list[str], log, log_path: Path, on_line=None) -> None:
 
 
 def _manifest(jobs: int, seconds: float) -> dict:
-    cpu_flags = ""
-    with contextlib.suppress(OSError):
-        cpu = Path("/proc/cpuinfo").read_text()
-        flags = next((ln.split(":", 1)[1].split() for ln in cpu.splitlines() if ln.startswith("flags")), [])
-        cpu_flags = " ".join(f for f in flags if f.startswith(("avx", "fma", "f16c", "amx")))
     return {
         "llama_cpp_python": LLAMA_CPP_PYTHON,
         "targets": list(TARGETS),
@@ -257,7 +248,7 @@ def _manifest(jobs: int, seconds: float) -> dict:
         "jobs": jobs,
         "build_seconds": round(seconds, 1),
         "machine": platform.machine(),
-        "cpu_flags": cpu_flags,
+        "cpu_flags": " ".join(cpu_flags()),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 

@@ -62,7 +62,10 @@ def test_a_finished_demo_prints_its_timing_table(tmp_path, monkeypatch, capsys):
 
 
 def test_timing_table_sums_the_stages_run_now():
-    table = timing_table({"model": 1.0, "data": None, "sft": 600.0, "eval": 299.0})
+    table = timing_table(
+        {"model": 1.0, "data": None, "sft": 600.0, "eval": 299.0}, machine="2 cores, X (AVX2)"
+    )
+    assert table.startswith("Machine: 2 cores, X (AVX2).")
     assert "| sft | 10.0 min (600 s) |" in table and "| data | done before |" in table
     assert table.splitlines()[-1] == "| **stages run now** | **15.0 min** |"
 
