@@ -31,7 +31,7 @@ from typing import Any, Literal
 from crossling.adapters import adapter_modules_to_save, fingerprint, require_adapter
 from crossling.device import has_cuda
 from crossling.errors import ConfigError, CrosslingError
-from crossling.models import cache_dir, load_causal_lm, load_tokenizer, resolve_model
+from crossling.models import cache_dir, load_causal_lm, load_tokenizer, resolve_model, turn_end_ids
 from crossling.sqlite_cache import open_wal_db
 from crossling.vllm import DEFAULT_KV_CACHE_GIB, engine_args, vllm_available
 
@@ -248,17 +248,6 @@ def _load_hf(model: str, adapter: str | None):
     return lm, tokenizer
 
 
-def _stop_token_ids(lm, tokenizer) -> list[int]:
-    """The model's own end-of-turn ids, plus ``<start_of_turn>``: a base model that opens a new turn
-    instead of closing its own has finished its answer (and would otherwise babble to max_new_tokens)."""
-    eos = lm.generation_config.eos_token_id
-    ids = list(eos) if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else [])
-    start = tokenizer.convert_tokens_to_ids("<start_of_turn>")
-    if isinstance(start, int) and start != tokenizer.unk_token_id and start not in ids:
-        ids.append(start)
-    return ids
-
-
 def _render(tokenizer, messages: Messages) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
@@ -271,7 +260,7 @@ def _run_transformers(
 
     lm, tokenizer = _load_hf(model, adapter)
     texts = [_render(tokenizer, p) for p in prompts]
-    stop_ids = _stop_token_ids(lm, tokenizer)
+    stop_ids = turn_end_ids(tokenizer, lm.generation_config.eos_token_id)
     # Longest first, so similar lengths share a batch (less padding) and memory peaks early.
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     greedy = sampling["temperature"] <= 0
@@ -369,9 +358,8 @@ def _run_vllm(model: str, prompts: list[Messages], *, adapter, sampling, progres
         ids.setdefault(fingerprint(adapter), len(ids) + 1)
         lora = LoRARequest(Path(adapter).name, ids[fingerprint(adapter)], str(Path(adapter).resolve()))
     greedy = sampling["temperature"] <= 0
-    start = tokenizer.convert_tokens_to_ids("<start_of_turn>")
     params = SamplingParams(
-        stop_token_ids=[start] if isinstance(start, int) and start != tokenizer.unk_token_id else None,
+        stop_token_ids=turn_end_ids(tokenizer),
         n=1 if greedy else sampling["n"],
         temperature=max(sampling["temperature"], 0.0),
         top_p=sampling["top_p"],

@@ -247,6 +247,23 @@ def _fix_for_chat(model, tokenizer) -> None:
     gen.bos_token_id, gen.pad_token_id = tokenizer.bos_token_id, tokenizer.pad_token_id
 
 
+# Tokens that open a chat turn (Gemma, ChatML, Llama 3): a model that writes one inside its answer
+# has finished the answer without closing it, as a base model does.
+TURN_OPENERS = ("<start_of_turn>", "<|im_start|>", "<|start_header_id|>")
+
+
+def turn_end_ids(tokenizer, eos_token_id: int | list[int] | None = None) -> list[int]:
+    """The token ids that end an assistant turn: the generation config's ``eos_token_id`` (one or a
+    list), the tokenizer's eos, and the template's turn opener. Without the opener a base model served
+    as-is never stops (Gemma 3 270M base opens ``<start_of_turn>user`` where the tuned model writes
+    ``<end_of_turn>``) and babbles to max_tokens; every engine stops on the same ids."""
+    eos = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
+    ids = [*eos, tokenizer.eos_token_id]
+    vocab = tokenizer.get_vocab()
+    ids += [vocab[t] for t in TURN_OPENERS if t in vocab]
+    return list(dict.fromkeys(i for i in ids if i is not None))
+
+
 # --- resolving and loading any model --------------------------------------------------------------
 
 

@@ -119,6 +119,30 @@ def build_tiny_model(path: str | Path, seed: int = 0, **config_overrides) -> Pat
     return path
 
 
+def make_turn_opener(path: str | Path, token: str = "<start_of_turn>") -> Path:
+    """Rewrite the tiny checkpoint at ``path`` so that, whatever the prompt, its greedy next token is
+    ``token``: like a base model that opens the next turn instead of closing its own. Every layer's
+    output projections are zeroed (the residual stream is the input embedding), the final norm keeps
+    only dimension 0, and the tied embeddings put ``token`` 10x above every other token there."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    token_id = AutoTokenizer.from_pretrained(path).convert_tokens_to_ids(token)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.model.norm.weight.fill_(-1.0)  # Gemma's norm scales by (1 + weight)
+        model.model.norm.weight[0] = 0.0
+        embed = model.model.embed_tokens.weight
+        embed[:, 0] = 1.0
+        embed[token_id, 0] = 10.0
+    model.save_pretrained(path)
+    return path
+
+
 def free_port(lo: int, hi: int) -> int:
     """A localhost port in ``lo..hi`` that nothing listens on now (each test area keeps its own range,
     so servers started by different test files never race for a port)."""

@@ -34,7 +34,7 @@ import httpx
 
 from crossling.gguf_convert import DEFAULT_GGUF_TYPE, lora_gguf, model_gguf
 from crossling.llamacpp import LlamaServer, build
-from crossling.models import load_tokenizer, resolve_model
+from crossling.models import load_tokenizer, resolve_model, turn_end_ids
 from serve.engine.base import (
     Delta,
     EngineError,
@@ -73,6 +73,7 @@ class LlamaCppEngine:
         self.max_batch_size = max_batch_size
         self.threads = threads
         self.tokenizer = None
+        self.stop_ids: set[int] = set()
         self.server: LlamaServer | None = None
         self._client = None
         self._lora_ids = {name: i for i, name in enumerate(self.adapters)}
@@ -92,6 +93,8 @@ class LlamaCppEngine:
         build()  # once per machine; a built cache returns at once
         path = resolve_model(self.model_name)
         self.tokenizer = load_tokenizer(path)
+        # llama.cpp ends on the GGUF's end-of-generation tokens; a turn opener we end on ourselves
+        self.stop_ids = set(turn_end_ids(self.tokenizer))
         gguf = model_gguf(path, self.quant)
         loras = [lora_gguf(adapter, path) for adapter in self.adapters.values()]
         log.info(
@@ -214,12 +217,23 @@ class LlamaCppEngine:
                     raise EngineError(f"llama-server: {chunk['error']}")
                 state.done = done_before + int(chunk.get("tokens_predicted") or 0)
                 ids = list(chunk.get("tokens") or [])
+                content = chunk.get("content", "")
+                turn_end = (
+                    None
+                    if payload["ignore_eos"]
+                    else next((k for k, t in enumerate(ids) if t in self.stop_ids), None)
+                )
+                if turn_end is not None:  # e.g. a base model opening the next turn: its answer is over
+                    ids, content = (
+                        ids[: turn_end + 1],
+                        self.tokenizer.decode(ids[:turn_end], skip_special_tokens=True),
+                    )
                 state.tokens += ids
-                ended = bool(chunk.get("stop"))
-                finish = _finish(chunk) if ended else None
+                ended = bool(chunk.get("stop")) or turn_end is not None
+                finish = "stop" if turn_end is not None else _finish(chunk) if ended else None
                 if finish == "length" and not last:
                     finish = None
-                text, hit = state.stops.feed(chunk.get("content", ""), final=finish is not None)
+                text, hit = state.stops.feed(content, final=finish is not None)
                 yield Delta(
                     text,
                     ids,

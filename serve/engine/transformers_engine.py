@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from crossling.device import default_device, resolve_dtype
-from crossling.models import load_causal_lm, load_tokenizer
+from crossling.models import load_causal_lm, load_tokenizer, turn_end_ids
 from serve.engine.base import (
     Delta,
     EngineDeadError,
@@ -113,8 +113,7 @@ class TransformersEngine:
                 model.load_adapter(self.adapters[name], adapter_name=name)
         self.model = model.eval()
         eos = model.generation_config.eos_token_id if model.generation_config else None
-        eos = [eos] if isinstance(eos, int) else list(eos or [])
-        self.eos_ids = set(eos) | {self.tokenizer.eos_token_id}
+        self.eos_ids = set(turn_end_ids(self.tokenizer, eos))
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
     def healthy(self) -> bool:

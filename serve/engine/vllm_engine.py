@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from crossling.adapters import ADAPTER_CONFIG
-from crossling.models import load_tokenizer, resolve_model
+from crossling.models import load_tokenizer, resolve_model, turn_end_ids
 from crossling.vllm import engine_args
 from serve.engine.base import (
     Delta,
@@ -80,6 +80,7 @@ class VLLMEngine:
         self.extra_engine_args = dict(extra_engine_args or {})
         self.llm = None
         self.tokenizer = None
+        self.stop_ids: list[int] = []
         self._lora_requests: dict = {}
         self._base_lora = None  # the zero adapter's LoRARequest, when there are adapters
         self._scratch: Path | None = None
@@ -93,6 +94,7 @@ class VLLMEngine:
 
         path = resolve_model(self.model_name)
         self.tokenizer = load_tokenizer(path)
+        self.stop_ids = turn_end_ids(self.tokenizer)  # vLLM adds the generation config's eos ids itself
         loras = dict(self.adapters)
         if loras:  # see the module docstring: base requests never run without a LoRA beside adapters
             self._scratch = Path(tempfile.mkdtemp(prefix="crossling-zero-lora-"))
@@ -175,6 +177,7 @@ class VLLMEngine:
             top_p=s.top_p,
             max_tokens=s.max_tokens,
             stop=s.stop or None,
+            stop_token_ids=None if s.ignore_eos else self.stop_ids,
             seed=s.seed,
             presence_penalty=s.presence_penalty,
             frequency_penalty=s.frequency_penalty,
