@@ -254,9 +254,8 @@ TURN_OPENERS = ("<start_of_turn>", "<|im_start|>", "<|start_header_id|>")
 
 def turn_end_ids(tokenizer, eos_token_id: int | list[int] | None = None) -> list[int]:
     """The token ids that end an assistant turn: the generation config's ``eos_token_id`` (one or a
-    list), the tokenizer's eos, and the template's turn opener. Without the opener a base model served
-    as-is never stops (Gemma 3 270M base opens ``<start_of_turn>user`` where the tuned model writes
-    ``<end_of_turn>``) and babbles to max_tokens; every engine stops on the same ids."""
+    list), the tokenizer's eos, and the template's turn opener: a model that opens the next turn has
+    finished its answer, and would otherwise run on to max_tokens. Every engine stops on these ids."""
     eos = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
     ids = [*eos, tokenizer.eos_token_id]
     vocab = tokenizer.get_vocab()

@@ -1,5 +1,5 @@
 """A model that opens the next chat turn inside its answer has finished the answer: every engine stops
-there (``crossling.models.turn_end_ids``), as Gemma 3 270M base does when served without an adapter.
+there (``crossling.models.turn_end_ids``) instead of running on to max_tokens.
 
 The model is a tiny Gemma 3 rewritten so that its greedy next token is always ``<start_of_turn>``
 (``crossling.testing.make_turn_opener``); served for real and called with the ``openai`` SDK."""
