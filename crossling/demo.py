@@ -189,10 +189,9 @@ def main(argv: list[str] | None = None) -> int:
             break
     results = Path("results") / run_dirs(cfg.fast, cfg.alignment)["eval"]
     results.mkdir(parents=True, exist_ok=True)
-    (results / "demo_timings.json").write_text(
-        json.dumps({"machine": cpu_summary(), "seconds": timings}, indent=2)
-    )
-    table = timing_table(timings)
+    machine = cpu_summary()
+    (results / "demo_timings.json").write_text(json.dumps({"machine": machine, "seconds": timings}, indent=2))
+    table = timing_table(timings, machine)
     (results / "demo_timings.md").write_text(table + "\n")
     if (results / "report.md").exists() and cfg.stop_after in (None, "eval"):
         print((results / "report.md").read_text(encoding="utf-8")[:6000])

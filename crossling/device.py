@@ -23,12 +23,16 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _cpuinfo() -> str:
+    """``/proc/cpuinfo``, or "" where there is none."""
+    with contextlib.suppress(OSError):
+        return Path("/proc/cpuinfo").read_text()
+    return ""
+
+
 def cpu_flags(cpuinfo: str | None = None) -> list[str]:
     """The vector-ISA flags of the CPU (avx*, fma, f16c, amx*) from ``/proc/cpuinfo``; [] elsewhere."""
-    if cpuinfo is None:
-        cpuinfo = ""
-        with contextlib.suppress(OSError):
-            cpuinfo = Path("/proc/cpuinfo").read_text()
+    cpuinfo = _cpuinfo() if cpuinfo is None else cpuinfo
     line = next((ln for ln in cpuinfo.splitlines() if ln.startswith("flags")), ":")
     return [f for f in line.split(":", 1)[1].split() if f.startswith(("avx", "fma", "f16c", "amx"))]
 
@@ -36,10 +40,7 @@ def cpu_flags(cpuinfo: str | None = None) -> list[str]:
 def cpu_summary(cpuinfo: str | None = None) -> str:
     """One line naming the machine a timing was taken on: cores, CPU model and its widest vector ISA
     (timings differ ~2x between an AVX2-only CPU and one with AVX-512 and AMX)."""
-    if cpuinfo is None:
-        cpuinfo = ""
-        with contextlib.suppress(OSError):
-            cpuinfo = Path("/proc/cpuinfo").read_text()
+    cpuinfo = _cpuinfo() if cpuinfo is None else cpuinfo
     model = next(
         (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")),
         "unknown CPU",

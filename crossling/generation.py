@@ -31,7 +31,14 @@ from typing import Any, Literal
 from crossling.adapters import adapter_modules_to_save, fingerprint, require_adapter
 from crossling.device import has_cuda
 from crossling.errors import ConfigError, CrosslingError
-from crossling.models import cache_dir, load_causal_lm, load_tokenizer, resolve_model, turn_end_ids
+from crossling.models import (
+    TURN_OPENERS,
+    cache_dir,
+    load_causal_lm,
+    load_tokenizer,
+    resolve_model,
+    turn_end_ids,
+)
 from crossling.sqlite_cache import open_wal_db
 from crossling.vllm import DEFAULT_KV_CACHE_GIB, engine_args, vllm_available
 
@@ -469,8 +476,9 @@ def _llama_server(model: str, adapter: str | None):
 
 def _run_llamacpp(model: str, prompts: list[Messages], *, adapter, sampling, progress, desc, **_):
     """Chat prompts → llama-server's /completion (token-id prompts, one request per sample, as many
-    in flight as it has slots). A base model that opens a new turn has finished its answer:
-    ``<start_of_turn>`` is kept as text (``preserved_tokens``) so it can be a stop string."""
+    in flight as it has slots). A model that opens a new turn has finished its answer: the template's
+    turn openers (``crossling.models.TURN_OPENERS``, the ones in the vocabulary) are kept as text
+    (``preserved_tokens``) so they can be stop strings."""
     import httpx
     from tqdm.auto import tqdm
 
@@ -478,6 +486,8 @@ def _run_llamacpp(model: str, prompts: list[Messages], *, adapter, sampling, pro
     tokenizer = load_tokenizer(model)
     greedy = sampling["temperature"] <= 0
     n_seq = 1 if greedy else sampling["n"]
+    vocab = tokenizer.get_vocab()
+    openers = [t for t in TURN_OPENERS if t in vocab]
     base = {
         "n_predict": sampling["max_new_tokens"],
         "temperature": max(sampling["temperature"], 0.0),
@@ -485,8 +495,8 @@ def _run_llamacpp(model: str, prompts: list[Messages], *, adapter, sampling, pro
         "top_k": 0,
         "min_p": 0.0,
         "samplers": ["temperature", "top_p"],
-        "stop": ["<start_of_turn>"],
-        "preserved_tokens": ["<start_of_turn>"],
+        "stop": openers,
+        "preserved_tokens": openers,
         "cache_prompt": True,
         "lora": [{"id": 0, "scale": 1.0}] if adapter else [],
     }
