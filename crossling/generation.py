@@ -130,6 +130,7 @@ def generate(
     batch_size: int = TRANSFORMERS_BATCH_SIZE,
     progress: bool = True,
     desc: str = "generate",
+    until: str | None = None,
 ) -> list[list[str]]:
     """``n`` completions for each chat prompt (a list of ``{"role", "content"}`` messages).
 
@@ -138,9 +139,14 @@ def generate(
     ``cache_dir``: ``None`` → :func:`default_cache_dir`; ``"off"`` → no cache.
     Greedy decoding (``temperature == 0``) returns ``n`` copies of the one greedy completion.
     Sampled completions are cached like greedy ones: pass another ``seed`` for fresh samples.
+    ``until``: the name of a rule in :data:`STOP_RULES` (``"first_line"``) that ends a completion as
+    soon as what its reader takes from it is complete; the llama.cpp and transformers backends stop
+    there, vLLM and endpoints run to ``max_new_tokens`` (the reader takes the same text either way).
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if until is not None and until not in STOP_RULES:
+        raise GenerationError(f"unknown stop rule {until!r}; known: {', '.join(STOP_RULES)}")
     for i, p in enumerate(prompts):
         if not isinstance(p, list) or not all(
             isinstance(m, dict) and "role" in m and "content" in m for m in p
@@ -158,6 +164,8 @@ def generate(
         "max_new_tokens": max_new_tokens,
         "seed": seed,
     }
+    if until:  # only then: the keys of every other request stay as they were
+        identity["until"] = until
     keys = [cache_key(identity, p) for p in prompts]
     cache = None if cache_dir in ("off", "none", "") else GenerationCache(cache_dir or default_cache_dir())
     cached = cache.get_many(keys) if cache else {}
@@ -167,7 +175,9 @@ def generate(
             todo[key] = p
     if todo:
         logger.info("%s: %d of %d prompts not cached, backend %s", desc, len(todo), len(prompts), chosen)
-        sampling = dict(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+        sampling = dict(
+            n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, until=until
+        )
         todo_keys = list(todo)
         chunks = range(0, len(todo_keys), CACHE_CHUNK)
         for c, start in enumerate(chunks):
@@ -283,6 +293,8 @@ def _run_transformers(
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=stop_ids,
         )
+        if sampling.get("until"):
+            kwargs["stopping_criteria"] = [_TextRule(tokenizer, enc["input_ids"].shape[1], sampling["until"])]
         if greedy:
             kwargs.update(do_sample=False, top_p=None, top_k=None, temperature=None)
         else:
@@ -304,6 +316,19 @@ def _run_transformers(
         bar.update(len(idx))
     bar.close()
     return out
+
+
+class _TextRule:
+    """A transformers stopping criterion: a sequence is done once its new text satisfies a stop rule."""
+
+    def __init__(self, tokenizer, prompt_len: int, rule: str):
+        self.tokenizer, self.prompt_len, self.done = tokenizer, prompt_len, STOP_RULES[rule]
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
+        return torch.tensor([self.done(t) for t in texts], dtype=torch.bool, device=input_ids.device)
 
 
 # --- vLLM backend --------------------------------------------------------------------------------
@@ -503,13 +528,13 @@ def _run_llamacpp(model: str, prompts: list[Messages], *, adapter, sampling, pro
     ids = [tokenizer(_render(tokenizer, p), add_special_tokens=False)["input_ids"] for p in prompts]
     bar = tqdm(total=len(prompts) * n_seq, desc=f"{desc} [llamacpp]", unit="sample", disable=not progress)
 
+    done = STOP_RULES[sampling["until"]] if sampling.get("until") else None
+
     def one(client: httpx.Client, i: int, j: int) -> str:
         payload = {**base, "prompt": ids[i], "seed": (sampling["seed"] + j) % (2**32)}
-        resp = client.post("/completion", json=payload)
-        if resp.status_code != 200:
-            raise GenerationError(f"llama-server answered {resp.status_code}: {resp.text[:300]}")
+        text = _stream_until(client, payload, done) if done else _complete(client, payload)
         bar.update()
-        return resp.json()["content"].strip()
+        return text.strip()
 
     with (
         httpx.Client(base_url=server.base_url, timeout=None) as client,
@@ -524,6 +549,30 @@ def _run_llamacpp(model: str, prompts: list[Messages], *, adapter, sampling, pro
     bar.close()
     out = [[texts[(i, j)] for j in range(n_seq)] for i in range(len(prompts))]
     return [o * sampling["n"] if greedy else o for o in out]
+
+
+def _complete(client, payload: dict) -> str:
+    resp = client.post("/completion", json=payload)
+    if resp.status_code != 200:
+        raise GenerationError(f"llama-server answered {resp.status_code}: {resp.text[:300]}")
+    return resp.json()["content"]
+
+
+def _stream_until(client, payload: dict, done: Callable[[str], bool]) -> str:
+    """Stream one completion and hang up once ``done(text)``: llama-server cancels a request whose
+    client has gone, so its slot takes the next prompt instead of finishing the budget."""
+    text = ""
+    with client.stream("POST", "/completion", json={**payload, "stream": True}) as resp:
+        if resp.status_code != 200:
+            raise GenerationError(f"llama-server answered {resp.status_code}: {resp.read()[:300]!r}")
+        for line in resp.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            chunk = json.loads(line.removeprefix("data: "))
+            text += chunk.get("content", "")
+            if chunk.get("stop") or done(text):
+                break
+    return text
 
 
 _BACKENDS: dict[str, Callable[..., list[list[str]]]] = {
@@ -544,6 +593,19 @@ def release() -> None:
 
 
 # --- reading answers -----------------------------------------------------------------------------
+
+
+def first_line_done(text: str) -> bool:
+    """True once :func:`clean_translation` of ``text`` can no longer change: its first non-empty line
+    is complete (a line break follows it) and is not a label line, or the line after a label is."""
+    complete = [ln.strip() for ln in text.split("\n")[:-1] if ln.strip()]
+    if not complete:
+        return False
+    return len(complete) > 1 or not complete[0].endswith((":", "："))
+
+
+STOP_RULES: dict[str, Callable[[str], bool]] = {"first_line": first_line_done}
+"""Named early stops for :func:`generate` (``until=``), each paired with the reader of the answer."""
 
 
 def clean_translation(text: str) -> str:

@@ -54,16 +54,17 @@ def check_models(cfg: EvalConfig) -> tuple[list[ModelSpec], dict[str, str]]:
 
 
 def generate_for(spec: ModelSpec, items: list[Item], cfg: EvalConfig, desc: str, backend: str) -> list[str]:
-    """One completion per item; items with different token budgets go in separate calls."""
+    """One completion per item; items with different token budgets or stop rules go in separate calls."""
     outputs: list[str | None] = [None] * len(items)
-    for budget in sorted({i.max_new_tokens for i in items}):
-        idx = [k for k, i in enumerate(items) if i.max_new_tokens == budget]
+    for budget, until in sorted({(i.max_new_tokens, i.until or "") for i in items}):
+        idx = [k for k, i in enumerate(items) if (i.max_new_tokens, i.until or "") == (budget, until)]
         outs = generation.generate(
             spec.model,
             [items[k].messages for k in idx],
             adapter=spec.adapter,
             temperature=cfg.temperature,
             max_new_tokens=budget,
+            until=until or None,
             seed=cfg.seed,
             backend=backend,  # type: ignore[arg-type]
             base_url=spec.base_url,

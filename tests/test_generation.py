@@ -123,3 +123,51 @@ def test_choose_backend():
 def test_bad_prompt_shape_is_rejected():
     with pytest.raises(GenerationError, match="prompt 0"):
         generate("m", ["just a string"], base_url="http://x/v1", cache_dir="off")  # type: ignore[list-item]
+
+
+# --- early stops (until=) -----------------------------------------------------------------------
+
+FIRST_LINE_CASES = [
+    "Guten Morgen.\nTranslate the following text from English to German.\n\nGood",
+    "\n\nGuten Morgen.\nmore",
+    "German translation:\nGuten Morgen.\nmore",
+    "德语翻译：\n早上好。\n更多",
+    "Guten Morgen.",  # never completes: runs to the budget, read as it is
+    "Label:",
+    "Label:\n",
+    "Label:\n\nGuten Morgen.",
+    "  \n  Guten Morgen.  \n",
+]
+
+
+@pytest.mark.parametrize("text", FIRST_LINE_CASES)
+def test_first_line_stop_never_changes_the_translation_read(text):
+    """Cut at the first point where the rule says done, the reader takes the same line."""
+    from crossling.generation import clean_translation, first_line_done
+
+    cut = next((text[:i] for i in range(len(text) + 1) if first_line_done(text[:i])), text)
+    assert clean_translation(cut) == clean_translation(text)
+    if cut != text:
+        assert cut.endswith("\n") and not first_line_done(cut[:-1])
+
+
+def test_unknown_stop_rule_is_rejected(tiny_model_dir):
+    with pytest.raises(GenerationError, match="unknown stop rule 'nope'.*first_line"):
+        generate(str(tiny_model_dir), PROMPTS, until="nope", backend="transformers", cache_dir="off")
+
+
+@pytest.fixture
+def six_chars(monkeypatch):
+    """A stop rule any random model reaches: done at 6 characters."""
+    monkeypatch.setitem(generation.STOP_RULES, "six_chars", lambda text: len(text) >= 6)
+    return "six_chars"
+
+
+def test_transformers_stops_each_sequence_where_its_rule_says(tiny_model_dir, six_chars, tmp_path):
+    kw = dict(max_new_tokens=16, backend="transformers", progress=False, batch_size=3)
+    full = generate(str(tiny_model_dir), PROMPTS, cache_dir="off", **kw)
+    cut = generate(str(tiny_model_dir), PROMPTS, until=six_chars, cache_dir=str(tmp_path), **kw)
+    for (f,), (c,) in zip(full, cut, strict=True):
+        assert len(c) < len(f) and f.startswith(c)  # cut short of the budget (16 tokens)
+    # the rule is part of the cache key: the cut answers do not answer a request without it
+    assert generate(str(tiny_model_dir), PROMPTS, cache_dir=str(tmp_path), **kw) == full

@@ -81,3 +81,16 @@ def test_samples_are_seeded_and_cached(tiny, tmp_path):
     release()  # no server: the cached answers come back without generating
     assert generate(model, PROMPTS, seed=5, cache_dir=str(tmp_path), **kw) == one
     assert "server" not in generation._LLAMA
+
+
+def test_stop_rule_hangs_up_once_done(tiny, monkeypatch, tmp_path):
+    """``until=``: the answer is streamed and the request dropped once the rule is met; the text is the
+    start of the answer run to the budget, and the slots go on serving the next prompts."""
+    monkeypatch.setitem(generation.STOP_RULES, "six_chars", lambda text: len(text) >= 6)
+    model, _ = tiny
+    kw = dict(max_new_tokens=24, progress=False, backend="llamacpp")
+    full = generate(model, PROMPTS * 4, cache_dir="off", **kw)
+    cut = generate(model, PROMPTS * 4, until="six_chars", cache_dir=str(tmp_path), **kw)
+    for (f,), (c,) in zip(printable(full), printable(cut), strict=True):
+        assert len(c) < len(f) and f.startswith(c)  # cut short: the budget was 24 tokens
+    assert generate(model, PROMPTS * 4, cache_dir=str(tmp_path), **kw) == full  # keyed apart

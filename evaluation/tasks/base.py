@@ -30,6 +30,7 @@ class Item:
     messages: list[dict[str, str]]
     ref: dict[str, Any] = field(default_factory=dict)  # reference, gold answer, expected language...
     max_new_tokens: int = 128
+    until: str | None = None  # a crossling.generation.STOP_RULES name: stop once the scorer has its text
 
 
 @runtime_checkable

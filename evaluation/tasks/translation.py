@@ -3,7 +3,9 @@
 Every model gets the same instruction (the first English template the data recipes train on:
 "Translate the following text from {src} to {tgt}.\\n\\n{text}"), 0-shot, or 1-shot with one earlier
 user/assistant turn whose example pair comes from the NTREX *dev* split (never a test document).
-The first line of the response, stripped of a leading label and quotes, is the hypothesis.
+The first line of the response, after a leading label line, is the hypothesis; generation stops as
+soon as that line is complete (``until="first_line"``), so a model that runs on after its
+translation (the base model repeats the instruction) costs no more tokens than the line it is scored on.
 Subtasks: ``ntrex_en-xx_0shot``, ``ntrex_xx-en_1shot``...; per language = the non-English side.
 """
 
@@ -79,6 +81,7 @@ class Translation:
                                 messages=messages,
                                 ref={"src": row["src"], "ref": row["tgt"], "tgt_lang": tgt},
                                 max_new_tokens=self.max_new_tokens,
+                                until="first_line",
                             )
                         )
         return items
