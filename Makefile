@@ -80,7 +80,7 @@ data: install
 	$(CROSSLING) data build configs/data/default.yaml
 
 train-sft: install
-	$(CROSSLING) sft train configs/sft/gemma3-270m_qlora.yaml $(ARGS)
+	$(CROSSLING) sft train configs/sft/gemma3-270m_lora.yaml $(ARGS)
 
 reward: install
 	$(CROSSLING) align reward configs/align/gemma3-270m_reward.yaml $(ARGS)

@@ -114,7 +114,7 @@ def stages(fast: bool, alignment: str = "kto", backend: str = "llamacpp") -> lis
         Stage("preferences", ["align", "data", "configs/align/preferences.yaml"], "data/built/preferences"),
         Stage(
             "sft",
-            ["sft", "train", "configs/sft/gemma3-270m_qlora.yaml", "--output_dir", d["sft"]]
+            ["sft", "train", "configs/sft/gemma3-270m_lora.yaml", "--output_dir", d["sft"]]
             + (sft_fast if fast else []),
             f"{d['sft']}/adapter/adapter_config.json",
             d["sft"],
