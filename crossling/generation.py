@@ -569,6 +569,8 @@ def _stream_until(client, payload: dict, done: Callable[[str], bool]) -> str:
             if not line.startswith("data: "):
                 continue
             chunk = json.loads(line.removeprefix("data: "))
+            if "error" in chunk:
+                raise GenerationError(f"llama-server: {chunk['error']}")
             text += chunk.get("content", "")
             if chunk.get("stop") or done(text):
                 break
