@@ -600,7 +600,10 @@ def release() -> None:
 def first_line_done(text: str) -> bool:
     """True once :func:`clean_translation` of ``text`` can no longer change: its first non-empty line
     is complete (a line break follows it) and is not a label line, or the line after a label is."""
-    complete = [ln.strip() for ln in text.split("\n")[:-1] if ln.strip()]
+    # the lines clean_translation splits on (str.splitlines), those a line break already ends
+    complete = [
+        ln.strip() for ln in text.splitlines(keepends=True) if ln.strip() and ln.splitlines()[0] != ln
+    ]
     if not complete:
         return False
     return len(complete) > 1 or not complete[0].endswith((":", "："))
