@@ -597,6 +597,9 @@ def release() -> None:
 # --- reading answers -----------------------------------------------------------------------------
 
 
+LABEL_ENDS = (":", "：")  # a first line ending so is a label ("German translation:"), not the translation
+
+
 def first_line_done(text: str) -> bool:
     """True once :func:`clean_translation` of ``text`` can no longer change: its first non-empty line
     is complete (a line break follows it) and is not a label line, or the line after a label is."""
@@ -606,7 +609,7 @@ def first_line_done(text: str) -> bool:
     ]
     if not complete:
         return False
-    return len(complete) > 1 or not complete[0].endswith((":", "："))
+    return len(complete) > 1 or not complete[0].endswith(LABEL_ENDS)
 
 
 STOP_RULES: dict[str, Callable[[str], bool]] = {"first_line": first_line_done}
@@ -617,6 +620,6 @@ def clean_translation(text: str) -> str:
     """The translation out of a chatty response: its first non-empty line, after a label line such as
     "German translation:". Quotes are kept: news sentences often start or end with one."""
     lines = [ln.strip() for ln in (text or "").strip().splitlines() if ln.strip()]
-    if len(lines) > 1 and lines[0].endswith((":", "：")):
+    if len(lines) > 1 and lines[0].endswith(LABEL_ENDS):
         lines = lines[1:]
     return lines[0] if lines else ""

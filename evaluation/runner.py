@@ -56,8 +56,10 @@ def check_models(cfg: EvalConfig) -> tuple[list[ModelSpec], dict[str, str]]:
 def generate_for(spec: ModelSpec, items: list[Item], cfg: EvalConfig, desc: str, backend: str) -> list[str]:
     """One completion per item; items with different token budgets or stop rules go in separate calls."""
     outputs: list[str | None] = [None] * len(items)
-    for budget, until in sorted({(i.max_new_tokens, i.until or "") for i in items}):
-        idx = [k for k, i in enumerate(items) if (i.max_new_tokens, i.until or "") == (budget, until)]
+    groups: dict[tuple[int, str], list[int]] = {}
+    for k, item in enumerate(items):
+        groups.setdefault((item.max_new_tokens, item.until or ""), []).append(k)
+    for (budget, until), idx in sorted(groups.items()):
         outs = generation.generate(
             spec.model,
             [items[k].messages for k in idx],
