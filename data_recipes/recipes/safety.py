@@ -6,9 +6,11 @@ Reads the seed prompts written for crossling (``data/safety/seed.jsonl``, built 
 written in each language itself (``data/safety/prompts/native/<lang>.yaml``: local scams, slang, typos,
 code-switching, role-play wrappers, the way users type them; the seed's are templated framings of
 ~220 phrases) when ``native_dir`` names them: native requests are taken first, the seed's fill the
-rest. Off by default: on held-out rows they did not raise the 270M model's refusals
-(docs/data_recipes.md). Refusals come from ``safety.refusals.refusal_text(lang, category)`` so the
-served filter and the tuned model say the same thing. The unsafe:benign ratio is set by
+rest. Or the real prompts of the public sets (``public_harmful: [xsafety]``, crossling's labels of
+XSafety). Both off by default: on held-out rows they did not teach the 270M model which requests to
+refuse, only to refuse more in some languages (docs/data_recipes.md). Refusals come from
+``safety.refusals.refusal_text(lang, category)`` so the served filter and the tuned model say the
+same thing. The unsafe:benign ratio is set by
 ``harmful_fraction`` (the paper found ~3:7 keeps the model useful). Never reads MultiJail: that set
 is evaluation-only.
 """
@@ -26,6 +28,7 @@ from safety.refusals import refusal_text
 
 RECIPE = "safety"
 DEFAULT_SEED = "data/safety/seed.jsonl"
+PUBLIC_SETS = ("xsafety", "xstest")  # sets of data/safety_public with harmful requests (safety.public_data)
 
 
 @dataclass
@@ -53,6 +56,15 @@ class SafetyConfig:
             "harmful rows before the seed's. null: the seed's only."
         },
     )
+    public_harmful: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Harmful requests of the public sets in data/safety_public that join the harmful rows "
+            "first (after native ones): `xsafety` (10 languages, real prompts, crossling's labels.yaml), "
+            "`xstest` (English unsafe contrasts). The build's split and gates apply as to seed rows "
+            "(one group per prompt across its parallel languages); []: none."
+        },
+    )
     required: bool = field(
         default=False,
         metadata={"help": "Fail when seed_file is missing (false: build without safety rows and say so)."},
@@ -61,6 +73,9 @@ class SafetyConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.harmful_fraction < 1.0:
             raise ValueError("harmful_fraction must be in (0, 1)")
+        unknown = sorted(set(self.public_harmful) - set(PUBLIC_SETS))
+        if unknown:
+            raise ValueError(f"public_harmful: unknown set(s) {unknown}; known: {sorted(PUBLIC_SETS)}")
         if self.framings_per_phrase is not None and self.framings_per_phrase < 1:
             raise ValueError("framings_per_phrase must be >= 1 (or null for all)")
 
@@ -120,6 +135,17 @@ def native_harmful(native_dir: str | Path | None, langs: list[str]) -> list[dict
     return [r for p in paths if p.is_file() for r in load_prompts(p, native=True) if r["label"] == "harmful"]
 
 
+def public_harmful(names: list[str], langs: list[str]) -> list[dict]:
+    """The harmful rows of the public sets ``names`` (``safety.public_data``) in ``langs``; none when
+    ``data/safety_public`` is absent (a checkout without the public data builds without them)."""
+    from safety import public_data
+
+    if not names or not public_data.PUBLIC_DIR.is_dir():
+        return []
+    loaders = {"xsafety": public_data.xsafety_rows, "xstest": public_data.xstest_rows}
+    return [r for n in names for r in loaders[n]() if r["label"] == "harmful" and r["lang"] in langs]
+
+
 def _check_seed_row(rec: dict) -> str | None:
     if rec["label"] not in ("harmful", "benign"):
         return f"label must be 'harmful' or 'benign', got {rec['label']!r}"
@@ -144,7 +170,7 @@ def build(
     harmful are scarce) to reach the ratio, so the ratio holds in every language that has both kinds.
     """
     rows_in = seed_rows if seed_rows is not None else read_seed(cfg.seed_file)
-    natives = native_harmful(cfg.native_dir, langs)
+    natives = native_harmful(cfg.native_dir, langs) + public_harmful(cfg.public_harmful, langs)
     refusal = refusal or default_refusal()
     out = []
     for lang in langs:
@@ -195,7 +221,7 @@ def _balance(
 
 
 def _row(r: dict, answer: str, lang: str, kind: str) -> dict:
-    origin = "native" if r.get("source") == "prompts" else "seed"
+    origin = {"prompts": "native", **{n: n for n in PUBLIC_SETS}}.get(r.get("source"), "seed")
     source = f"safety-{origin}:{r.get('id') or r.get('_line', '?')}:{kind}"
     row = sft_row(
         r["text"],

@@ -15,7 +15,8 @@ SFT or by align's safety examples, become safety rows (``configs/eval/safety_dev
 measured where choices may be made, MultiJail is kept for reporting). Or the folder of native prompts
 (``data/safety/prompts/native``): its harmful requests the data build holds out for dev, and its benign
 prompts (look-alikes, sensitive-topic help, everyday, code; SFT trains on none of them) as over-refusal
-rows (``configs/eval/safety_dev_native.yaml``).
+rows (``configs/eval/safety_dev_native.yaml``). Or XSafety (``data/safety_public/xsafety``): its dev
+prompts, harmful requests and benign sensitive-topic questions (``configs/eval/safety_dev_xsafety.yaml``).
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ class HeldOut:
 
     def items(self) -> list[Item]:
         path = Path(self.data)
-        if path.is_dir() and not (path / "dev.jsonl").exists() and any(path.glob("*.yaml")):
+        if path.is_dir() and (path / "xsafety.jsonl.gz").exists():
+            rows = xsafety_dev_rows(path, self.languages, self.per_language)
+        elif path.is_dir() and not (path / "dev.jsonl").exists() and any(path.glob("*.yaml")):
             rows = native_dev_rows(path, self.languages, self.per_language)
         else:
             path = path / "dev.jsonl" if path.is_dir() else path
@@ -150,6 +153,29 @@ def native_dev_rows(folder: Path, languages: list[str], per_language: int) -> li
         ):
             answer = refusal_text(lang, r["category"]) if r["label"] == "harmful" else ""
             out.append(_safety_row(r["text"], answer, lang, r["id"]))
+    return out
+
+
+def xsafety_dev_rows(folder: Path, languages: list[str], per_language: int) -> list[dict]:
+    """Safety rows from XSafety (``data/safety_public/xsafety``, crossling's labels): per language up to
+    ``per_language // 2`` harmful requests and as many benign sensitive-topic prompts (reference: an
+    empty answer), all of the build's dev split (``in_dev_split`` of the prompt's group, the same in
+    every language: the sets are parallel translations), drawn with a fixed seed."""
+    import random
+
+    from safety.public_data import xsafety_rows
+    from safety.refusals import refusal_text
+
+    rows = [r for r in xsafety_rows(folder.parent) if in_dev_split(r["group"])]
+    out = []
+    for lang in languages:
+        rng = random.Random(f"safety-xsafety-dev-{lang}")
+        mine = [r for r in rows if r["lang"] == lang]
+        for label in ("harmful", "benign"):
+            pool = [r for r in mine if r["label"] == label]
+            for r in rng.sample(pool, min(len(pool), per_language // 2)):
+                answer = refusal_text(lang, r["category"]) if label == "harmful" else ""
+                out.append(_safety_row(r["text"], answer, lang, r["id"]))
     return out
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
+
 from crossling import corpora
 from crossling.langid import detect, is_language
 from data_recipes.recipes import cross_lingual_instructions as cli
@@ -158,6 +160,28 @@ def test_safety_takes_native_requests_before_the_seeds_framings(tmp_path):
     )
     refusals = [r for r in seed_only if r["_safety"]["label"] == "harmful"]
     assert [r["source"].split(":")[0] for r in refusals] == ["safety-seed"]
+
+
+def test_safety_takes_public_harmful_requests_first_with_one_group_across_languages():
+    from safety.public_data import xsafety_rows
+
+    seed = [dict(r, _line=i) for i, r in enumerate(SEED)]
+    cfg = safety.SafetyConfig(harmful_fraction=0.5, public_harmful=["xsafety"])
+    rows = safety.build(cfg, ["de", "ja"], seed_rows=seed)
+    de = [r for r in rows if r["lang"] == "de" and r["_safety"]["label"] == "harmful"]
+    # two benign seed rows at 0.5 want two refusals: both real XSafety requests, none of the seed's
+    assert len(de) == 2 and all(r["source"].startswith("safety-xsafety:") for r in de)
+    known = {(r["text"], r["group"]) for r in xsafety_rows() if r["label"] == "harmful"}
+    assert all((r["messages"][0]["content"], r["_group"]) in known for r in de)
+    assert all(r["messages"][1]["content"] == safety.refusal_text("de", r["_safety"]["category"]) for r in de)
+    # one group per prompt, not per language (the ten versions are translations of each other), so the
+    # build's dev split holds out a prompt in every language at once
+    groups = {r["group"]: r["lang"] for r in xsafety_rows() if r["label"] == "harmful"}
+    assert len(groups) < len([r for r in xsafety_rows() if r["label"] == "harmful"]) / 5
+    ja = [r for r in rows if r["lang"] == "ja"]  # no seed rows in ja: its refusals come from XSafety alone
+    assert ja and all(r["_safety"]["label"] == "harmful" for r in ja)
+    with pytest.raises(ValueError, match="unknown set"):
+        safety.SafetyConfig(public_harmful=["multijail"])
 
 
 def test_safety_can_keep_one_framing_per_seed_phrase():

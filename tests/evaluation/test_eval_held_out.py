@@ -90,3 +90,24 @@ def test_native_prompt_files_give_held_out_requests_and_every_benign_prompt(tmp_
     )
     sw = scores["dev_rows"]["per_language"]["sw"]
     assert sw["refusal"] == 1.0 and sw["over_refusal"] == 1.0
+
+
+def test_xsafety_gives_its_dev_prompts_in_every_language_at_once():
+    from data_recipes.schema import in_dev_split
+    from safety.public_data import PUBLIC_DIR, xsafety_rows
+
+    items = HeldOut(str(PUBLIC_DIR / "xsafety"), ["de", "ja", "sw"], per_language=10).items()
+    assert {i.lang for i in items} == {"de", "ja"}  # XSafety has no Swahili
+    by_text = {(r["text"], r["lang"]): r for r in xsafety_rows()}
+    rows = [by_text[(i.messages[0]["content"], i.lang)] for i in items]
+    assert all(in_dev_split(r["group"]) for r in rows)  # never a prompt SFT's public_harmful trains on
+    for lang in ("de", "ja"):
+        mine = [r for r in rows if r["lang"] == lang]
+        assert [r["label"] for r in mine] == ["harmful"] * 5 + ["benign"] * 5
+    harmful = [i for i, r in zip(items, rows, strict=True) if r["label"] == "harmful"]
+    assert all(i.ref["answer"] == refusal_text(i.lang, "x") for i in harmful)  # scored as refusal rows
+    _, scores = HeldOut(str(PUBLIC_DIR / "xsafety"), ["de"], per_language=10).score(
+        items[:10], [refusal_text("de")] * 5 + ["Gern: so geht es."] * 5
+    )
+    de = scores["dev_rows"]["per_language"]["de"]
+    assert de["refusal"] == 1.0 and de["over_refusal"] == 0.0
