@@ -561,16 +561,16 @@ def _complete(client, payload: dict) -> str:
 def _stream_until(client, payload: dict, done: Callable[[str], bool]) -> str:
     """Stream one completion and hang up once ``done(text)``: llama-server cancels a request whose
     client has gone, so its slot takes the next prompt instead of finishing the budget."""
+    from crossling.llamacpp import stream_chunk
+
     text = ""
     with client.stream("POST", "/completion", json={**payload, "stream": True}) as resp:
         if resp.status_code != 200:
             raise GenerationError(f"llama-server answered {resp.status_code}: {resp.read()[:300]!r}")
         for line in resp.iter_lines():
-            if not line.startswith("data: "):
+            chunk = stream_chunk(line, GenerationError)
+            if chunk is None:
                 continue
-            chunk = json.loads(line.removeprefix("data: "))
-            if "error" in chunk:
-                raise GenerationError(f"llama-server: {chunk['error']}")
             text += chunk.get("content", "")
             if chunk.get("stop") or done(text):
                 break

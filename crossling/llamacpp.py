@@ -279,6 +279,18 @@ def use_extra_buffers(flags: list[str] | None = None) -> bool:
     return not any(f.startswith("amx") for f in (cpu_flags() if flags is None else flags))
 
 
+def stream_chunk(line: str, error: type[Exception]) -> dict | None:
+    """One line of llama-server's streamed ``/completion`` answer (server-sent events): its JSON chunk,
+    ``None`` for a line that carries none (blank keep-alives); a chunk reporting an error raises
+    ``error`` (each caller's own: ``GenerationError`` offline, ``EngineError`` when serving)."""
+    if not line.startswith("data: "):
+        return None
+    chunk = json.loads(line.removeprefix("data: "))
+    if "error" in chunk:
+        raise error(f"llama-server: {chunk['error']}")
+    return chunk
+
+
 def server_env() -> dict[str, str]:
     return {**os.environ, "GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT", GOMP_SPINCOUNT)}
 

@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
+import pytest
+
 from crossling import llamacpp
-from crossling.llamacpp import LlamaCpp, LlamaServer, exit_reason, use_extra_buffers
+from crossling.llamacpp import LlamaCpp, LlamaServer, exit_reason, stream_chunk, use_extra_buffers
 
 
 def test_no_extra_buffer_types_where_the_cpu_advertises_amx():
@@ -24,3 +26,13 @@ def test_the_server_command_turns_repacking_off_on_amx_cpus(monkeypatch):
 def test_exit_reason_names_the_signal():
     assert exit_reason(-4) == "killed by SIGILL (-4)"
     assert exit_reason(2) == "exit code 2"
+
+
+def test_stream_chunk_reads_data_lines_and_raises_the_callers_error():
+    class Mine(Exception):
+        pass
+
+    assert stream_chunk("", Mine) is None and stream_chunk(": keep-alive", Mine) is None
+    assert stream_chunk('data: {"content": "Hal", "stop": false}', Mine) == {"content": "Hal", "stop": False}
+    with pytest.raises(Mine, match="llama-server: .*slot unavailable"):
+        stream_chunk('data: {"error": {"code": 503, "message": "slot unavailable"}}', Mine)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from typing import Any
 import httpx
 
 from crossling.gguf_convert import DEFAULT_GGUF_TYPE, lora_gguf, model_gguf
-from crossling.llamacpp import LlamaServer, build
+from crossling.llamacpp import LlamaServer, build, stream_chunk
 from crossling.models import load_tokenizer, resolve_model, turn_end_ids
 from serve.engine.base import (
     Delta,
@@ -210,11 +209,9 @@ class LlamaCppEngine:
                 body = (await resp.aread()).decode(errors="replace")
                 raise EngineError(f"llama-server answered {resp.status_code}: {body[:500]}")
             async for line in resp.aiter_lines():
-                if not line.startswith("data: "):
+                chunk = stream_chunk(line, EngineError)
+                if chunk is None:
                     continue
-                chunk = json.loads(line[6:])
-                if "error" in chunk:
-                    raise EngineError(f"llama-server: {chunk['error']}")
                 state.done = done_before + int(chunk.get("tokens_predicted") or 0)
                 ids = list(chunk.get("tokens") or [])
                 content = chunk.get("content", "")
