@@ -240,7 +240,15 @@ def _safety_rows(cfg: BuildConfig, report: DropReport) -> list[dict]:
         report.add(
             QUARANTINED, {"recipe": "safety", "lang": "?", "source": f"{q['file']}:{q['line']}"}, q["reason"]
         )
-    return safety_recipe.build(cfg.safety, cfg.languages, cfg.seed, seed_rows=seed_rows)
+    rows = safety_recipe.build(cfg.safety, cfg.languages, cfg.seed, seed_rows=seed_rows)
+    with_benign = {r["lang"] for r in rows if r["_safety"]["label"] == "benign"}
+    refusals_only = sorted({r["lang"] for r in rows} - with_benign)
+    if refusals_only:  # e.g. public_harmful in a language the seed has no look-alikes for
+        report.notes.append(
+            f"safety: refusals only in {', '.join(refusals_only)} (no benign seed rows there, so "
+            "harmful_fraction cannot hold; a model may learn to refuse by language)"
+        )
+    return rows
 
 
 def user_rows(cfg: BuildConfig, quarantine: list[dict], paths: list[str] | None = None) -> Iterator[dict]:

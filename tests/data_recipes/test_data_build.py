@@ -88,6 +88,16 @@ def test_card_and_drop_report_describe_the_build(built):
     assert report["candidates"]["train"]["translation_following/de"] > 0
 
 
+def test_a_language_with_refusals_but_no_look_alikes_is_reported(built, tmp_path):
+    notes = json.loads((built / "drop_report.json").read_text())["notes"]
+    assert not any("refusals only" in n for n in notes)  # the seed has both kinds in de and en
+    seed = tmp_path / "seed.jsonl"
+    args = _args(tmp_path, "--safety", json.dumps({"seed_file": str(seed), "public_harmful": ["xsafety"]}))
+    assert cli.main(args) == 0  # XSafety has Chinese requests; the seed has no Chinese look-alikes
+    notes = json.loads((tmp_path / "built" / "tiny" / "drop_report.json").read_text())["notes"]
+    assert any(n.startswith("safety: refusals only in zh (") for n in notes)
+
+
 def test_dev_never_shares_a_problem_or_document_with_train(built):
     train = [json.loads(line) for line in (built / "train.jsonl").open()]
     dev = [json.loads(line) for line in (built / "dev.jsonl").open()]
