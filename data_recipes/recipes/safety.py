@@ -10,9 +10,8 @@ rest. Or the real prompts of the public sets (``public_harmful: [xsafety]``, cro
 XSafety). Both off by default: on held-out rows they did not teach the 270M model which requests to
 refuse, only to refuse more in some languages (docs/data_recipes.md). Refusals come from
 ``safety.refusals.refusal_text(lang, category)`` so the served filter and the tuned model say the
-same thing. The unsafe:benign ratio is set by
-``harmful_fraction`` (the paper found ~3:7 keeps the model useful). Never reads MultiJail: that set
-is evaluation-only.
+same thing. The unsafe:benign ratio is set by ``harmful_fraction`` (the paper found ~3:7 keeps the
+model useful). Never reads MultiJail: that set is evaluation-only.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from crossling.errors import DataError
 from crossling.loaders import read_records
 from data_recipes.schema import in_dev_split, sft_row
 from safety.refusals import refusal_text
@@ -136,12 +136,18 @@ def native_harmful(native_dir: str | Path | None, langs: list[str]) -> list[dict
 
 
 def public_harmful(names: list[str], langs: list[str]) -> list[dict]:
-    """The harmful rows of the public sets ``names`` (``safety.public_data``) in ``langs``; none when
-    ``data/safety_public`` is absent (a checkout without the public data builds without them)."""
+    """The harmful rows of the public sets ``names`` (``safety.public_data``) in ``langs``. A set that
+    is asked for but not there is an error, not a build without it."""
     from safety import public_data
 
-    if not names or not public_data.PUBLIC_DIR.is_dir():
+    if not names:
         return []
+    missing = [n for n in names if not (public_data.PUBLIC_DIR / n).is_dir()]
+    if missing:
+        raise DataError(
+            f"safety.public_harmful: {', '.join(missing)} not found under {public_data.PUBLIC_DIR} "
+            "(copy the public sets with `crossling safety import-public`, or set public_harmful: [])"
+        )
     loaders = {"xsafety": public_data.xsafety_rows, "xstest": public_data.xstest_rows}
     return [r for n in names for r in loaders[n]() if r["label"] == "harmful" and r["lang"] in langs]
 

@@ -184,6 +184,19 @@ def test_safety_takes_public_harmful_requests_first_with_one_group_across_langua
         safety.SafetyConfig(public_harmful=["multijail"])
 
 
+def test_safety_says_when_a_public_set_it_was_asked_for_is_missing(tmp_path, monkeypatch):
+    from crossling.errors import DataError
+    from safety import public_data
+
+    monkeypatch.setattr(public_data, "PUBLIC_DIR", tmp_path / "no_public_data")
+    cfg = safety.SafetyConfig(harmful_fraction=0.5, public_harmful=["xsafety"])
+    with pytest.raises(DataError, match="xsafety not found .*import-public"):
+        safety.build(cfg, ["de"], seed_rows=[dict(r, _line=i) for i, r in enumerate(SEED)])
+    assert safety.build(
+        safety.SafetyConfig(harmful_fraction=0.5), ["de"], seed_rows=[dict(r, _line=0) for r in SEED]
+    )
+
+
 def test_safety_can_keep_one_framing_per_seed_phrase():
     seed = [{"text": f"{label} {g} frame {f}", "lang": "de", "label": label, "category": "weapons",
              "response": "" if label == "harmful" else f"Antwort {g}", "group": f"de-{label}-{g}", "_line": 0}
