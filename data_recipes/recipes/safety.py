@@ -24,11 +24,13 @@ from pathlib import Path
 from crossling.errors import DataError
 from crossling.loaders import read_records
 from data_recipes.schema import in_dev_split, sft_row
+from safety import public_data
 from safety.refusals import refusal_text
 
 RECIPE = "safety"
 DEFAULT_SEED = "data/safety/seed.jsonl"
-PUBLIC_SETS = ("xsafety", "xstest")  # sets of data/safety_public with harmful requests (safety.public_data)
+# the sets of data/safety_public with harmful requests, and their readers
+PUBLIC_SETS = {"xsafety": public_data.xsafety_rows, "xstest": public_data.xstest_rows}
 
 
 @dataclass
@@ -138,8 +140,6 @@ def native_harmful(native_dir: str | Path | None, langs: list[str]) -> list[dict
 def public_harmful(names: list[str], langs: list[str]) -> list[dict]:
     """The harmful rows of the public sets ``names`` (``safety.public_data``) in ``langs``. A set that
     is asked for but not there is an error, not a build without it."""
-    from safety import public_data
-
     if not names:
         return []
     missing = [n for n in names if not (public_data.PUBLIC_DIR / n).is_dir()]
@@ -148,8 +148,8 @@ def public_harmful(names: list[str], langs: list[str]) -> list[dict]:
             f"safety.public_harmful: {', '.join(missing)} not found under {public_data.PUBLIC_DIR} "
             "(copy the public sets with `crossling safety import-public`, or set public_harmful: [])"
         )
-    loaders = {"xsafety": public_data.xsafety_rows, "xstest": public_data.xstest_rows}
-    return [r for n in names for r in loaders[n]() if r["label"] == "harmful" and r["lang"] in langs]
+    rows = (r for n in names for r in PUBLIC_SETS[n](public_data.PUBLIC_DIR))
+    return [r for r in rows if r["label"] == "harmful" and r["lang"] in langs]
 
 
 def _check_seed_row(rec: dict) -> str | None:
@@ -227,7 +227,8 @@ def _balance(
 
 
 def _row(r: dict, answer: str, lang: str, kind: str) -> dict:
-    origin = {"prompts": "native", **{n: n for n in PUBLIC_SETS}}.get(r.get("source"), "seed")
+    src = r.get("source")
+    origin = "native" if src == "prompts" else src if src in PUBLIC_SETS else "seed"
     source = f"safety-{origin}:{r.get('id') or r.get('_line', '?')}:{kind}"
     row = sft_row(
         r["text"],

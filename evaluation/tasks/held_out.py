@@ -137,7 +137,6 @@ def native_dev_rows(folder: Path, languages: list[str], per_language: int) -> li
     import random
 
     from safety.guard_data import load_prompts
-    from safety.refusals import refusal_text
 
     out = []
     for lang in languages:
@@ -148,11 +147,19 @@ def native_dev_rows(folder: Path, languages: list[str], per_language: int) -> li
         rows = load_prompts(path, native=True)
         harmful = [r for r in rows if r["label"] == "harmful" and in_dev_split(r["group"])]
         benign = [r for r in rows if r["label"] == "benign"]
-        for r in rng.sample(harmful, min(len(harmful), per_language // 2)) + rng.sample(
-            benign, min(len(benign), per_language // 2)
-        ):
-            answer = refusal_text(lang, r["category"]) if r["label"] == "harmful" else ""
-            out.append(_safety_row(r["text"], answer, lang, r["id"]))
+        out += _drawn_rows(harmful, benign, lang, per_language // 2, rng)
+    return out
+
+
+def _drawn_rows(harmful: list[dict], benign: list[dict], lang: str, k: int, rng) -> list[dict]:
+    """Up to ``k`` of ``harmful`` (reference: the refusal) then up to ``k`` of ``benign`` (reference:
+    an empty answer, i.e. not a refusal), drawn by ``rng``, as safety rows."""
+    from safety.refusals import refusal_text
+
+    out = []
+    for r in rng.sample(harmful, min(len(harmful), k)) + rng.sample(benign, min(len(benign), k)):
+        answer = refusal_text(lang, r["category"]) if r["label"] == "harmful" else ""
+        out.append(_safety_row(r["text"], answer, lang, r["id"]))
     return out
 
 
@@ -164,18 +171,15 @@ def xsafety_dev_rows(folder: Path, languages: list[str], per_language: int) -> l
     import random
 
     from safety.public_data import xsafety_rows
-    from safety.refusals import refusal_text
 
     rows = [r for r in xsafety_rows(folder.parent) if in_dev_split(r["group"])]
     out = []
     for lang in languages:
         rng = random.Random(f"safety-xsafety-dev-{lang}")
         mine = [r for r in rows if r["lang"] == lang]
-        for label in ("harmful", "benign"):
-            pool = [r for r in mine if r["label"] == label]
-            for r in rng.sample(pool, min(len(pool), per_language // 2)):
-                answer = refusal_text(lang, r["category"]) if label == "harmful" else ""
-                out.append(_safety_row(r["text"], answer, lang, r["id"]))
+        harmful = [r for r in mine if r["label"] == "harmful"]
+        benign = [r for r in mine if r["label"] == "benign"]
+        out += _drawn_rows(harmful, benign, lang, per_language // 2, rng)
     return out
 
 
