@@ -1,7 +1,8 @@
 """Cross-lingual decontamination: an index of every language version of every evaluation item.
 
-The index holds MGSM test in 11 languages, the NTREX test documents in every shipped language and
-MultiJail in 10, so a training text that is a translation of an eval item hits the version in its own
+The index holds MGSM test in 11 languages, the NTREX test documents in every shipped language,
+MultiJail in 10 and the open prompts of the report's fidelity and benign safety tasks
+(``data/eval_prompts/open_prompts.jsonl``, 425 prompts in 21 languages), so a training text that is a translation of an eval item hits the version in its own
 language; a math problem translated into a language the index lacks is still caught by its sequence
 of numbers (``number_signature``). The data builder's gates and the safety seed build both use it:
 evaluation sets measure, they never train.
@@ -23,8 +24,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from crossling import corpora
+from crossling.loaders import read_records
 
 MULTIJAIL_CSV = str(corpora.DATA_DIR / "eval" / "multijail_dev.csv")  # shipped copy, eval only
+OPEN_PROMPTS = str(corpora.DATA_DIR / "eval_prompts" / "open_prompts.jsonl")  # fidelity + benign safety eval
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class IndexSettings:
     min_overlap: float = 0.3
     number_signature: int = 4
     multijail_csv: str = MULTIJAIL_CSV
+    open_prompts: str = OPEN_PROMPTS
 
 
 # --- text normalization + n-grams ---------------------------------------------------------------------
@@ -165,3 +169,6 @@ def eval_items(settings: IndexSettings) -> Iterator[tuple[str, str, str]]:
                 for col, text in rec.items():
                     if col not in ("id", "source", "tags") and text:
                         yield f"multijail-{rec['id']}:{col}", text, "text"
+    if Path(settings.open_prompts).is_file():
+        for rec in read_records(settings.open_prompts, required=("id", "prompt")):
+            yield rec["id"], rec["prompt"], "text"

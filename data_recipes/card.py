@@ -117,7 +117,8 @@ def card_text(cfg: BuildConfig, result: BuildResult, tokens: dict[str, int] | No
     parts += [
         "",
         "Evaluation-only (never in this dataset; used to decontaminate): MGSM test (all languages), NTREX",
-        "test documents (`data/ntrex/splits.tsv`), MultiJail.",
+        "test documents (`data/ntrex/splits.tsv`), MultiJail, the open prompts of the fidelity and benign",
+        "safety evals (`data/eval_prompts/open_prompts.jsonl`).",
         "",
         "## Config",
         "",

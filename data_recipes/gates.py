@@ -21,6 +21,7 @@ import numpy as np
 from crossling import corpora
 from crossling.decontamination import (
     MULTIJAIL_CSV,
+    OPEN_PROMPTS,
     EvalIndex,
     IndexSettings,
     hash_parts,
@@ -66,10 +67,19 @@ class GateConfig:
         default=MULTIJAIL_CSV,
         metadata={"help": "MultiJail CSV, read only to decontaminate (skipped if absent)."},
     )
+    open_prompts: str = field(
+        default=OPEN_PROMPTS,
+        metadata={"help": "The eval's open prompts (JSONL), read only to decontaminate (skipped if absent)."},
+    )
 
     def index_settings(self) -> IndexSettings:
         return IndexSettings(
-            self.ngram_words, self.ngram_chars, self.min_overlap, self.number_signature, self.multijail_csv
+            self.ngram_words,
+            self.ngram_chars,
+            self.min_overlap,
+            self.number_signature,
+            self.multijail_csv,
+            self.open_prompts,
         )
 
 

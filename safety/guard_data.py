@@ -172,7 +172,8 @@ def benign_eval_sets(mgsm_n: int = 250) -> dict[str, dict[str, list[str]]]:
 
 
 def eval_index() -> EvalIndex:
-    """Every eval set crossling reports on (MultiJail, MGSM test, NTREX test) + the benign eval sets."""
+    """Every eval set crossling reports on (MultiJail, MGSM test, NTREX test, the open prompts) + the
+    benign eval sets."""
     settings = IndexSettings()
     items = list(eval_items(settings))
     for lang, kinds in written_benign_eval().items():

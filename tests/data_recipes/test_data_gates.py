@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from crossling import corpora
-from crossling.decontamination import shared_index
+from crossling.decontamination import OPEN_PROMPTS, IndexSettings, shared_index
+from crossling.loaders import read_records
 from data_recipes.gates import DropReport, GateConfig, Gates, NearDuplicates
 from data_recipes.schema import sft_row
 
@@ -56,6 +57,15 @@ def test_decontamination_catches_ntrex_test_sentences_in_any_language(index):
         assert index.hit(corpora.ntrex_sentences(lang)[i]) is not None, lang
     j = corpora.ntrex_line_ids("train")[5]
     assert index.hit(corpora.ntrex_sentences("de")[j]) is None
+
+
+def test_decontamination_catches_the_fidelity_evals_open_prompts(index):
+    # the report's fidelity and benign-safety prompts are an eval set too: a row that answers one is out
+    fr = next(r for r in read_records(OPEN_PROMPTS) if r["id"] == "open-fr-23")["prompt"]
+    assert index.hit(f"{fr}\nFrottez avec du bicarbonate.") == "open-fr-23"
+    assert index.hit("Comment enlever une tache de café sur un tapis en laine ?") is None
+    without = shared_index(IndexSettings(open_prompts="/nonexistent"))
+    assert without.hit(fr) is None and without.n_items == index.n_items - len(read_records(OPEN_PROMPTS))
 
 
 def test_gates_report_every_drop_by_reason_recipe_language(index):
