@@ -9,7 +9,9 @@ source, kind}``:
   (harmful requests as users type them; benign prompts of every style the filter meets), the same
   items in every language; and ``data/safety/prompts/native/<lang>.yaml``, 100 harmful requests and
   ~72 benign prompts (37 look-alikes) written in each of 16 languages itself (local scams, slang,
-  code-switching, false friends such as Swahili *nazi*, coconut);
+  code-switching, false friends such as Swahili *nazi*, coconut); ``data/safety/prompts/direct/<lang>.yaml``,
+  120 short plain one-line harmful requests (12 per category) and 100 benign prompts of the same form
+  (60 look-alikes) written in each of the 10 MultiJail languages;
 - the public sets (``safety.public_data``): XSafety, RTP-LX, XSTest, SIB-200 train sentences;
 - ``extra``: GSM8K train questions, MGSM's 8 train exemplars per language and NTREX *train* sentences
   (benign math and news);
@@ -45,18 +47,22 @@ log = logging.getLogger(__name__)
 
 PROMPTS_DIR = REPO / "data" / "safety" / "prompts"
 NATIVE = "native"  # PROMPTS_DIR/native/<lang>.yaml: prompts written in the language, not translated
+# Sets written in each language (one group per item): native/ (requests with context, slang, role-play
+# wrappers; 2026-12-05) and direct/ (short plain one-line requests and look-alikes; 2026-12-06)
+OWN_LANGUAGE_SETS = (NATIVE, "direct")
 BENIGN_EVAL_DIR = REPO / "data" / "safety" / "benign_eval"
 BENIGN_EVAL_KINDS = ("mgsm", "encyclopedic", "everyday", "lookalike")
 PROMPT_KINDS = ("math", "prose", "code", "everyday", "lookalike", "sensitive_topic")
 
 
-def load_prompts(path: str | Path, native: bool = False) -> list[dict]:
+def load_prompts(path: str | Path, native: bool = False, set_name: str = NATIVE) -> list[dict]:
     """One ``data/safety/prompts/<lang>.yaml``: ``harmful: ["category | text"]``,
     ``benign: ["kind | text"]``.
 
     Those files translate ``en.yaml`` item by item, so item ``i`` is one group across languages.
-    ``native=True`` reads a ``data/safety/prompts/native/<lang>.yaml``: prompts written in the
-    language itself, not translations, so each item is a group of its own."""
+    ``native=True`` reads a file of one of the ``OWN_LANGUAGE_SETS`` (``set_name``, e.g.
+    ``data/safety/prompts/native/<lang>.yaml``): prompts written in the language itself, not
+    translations, so each item is a group of its own (``prompts-<set_name>-<lang>-h<i>``)."""
     path = Path(path)
     src = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     lang = src.get("lang")
@@ -73,7 +79,7 @@ def load_prompts(path: str | Path, native: bool = False) -> list[dict]:
                 )
             # translated files: one group per item across languages, so a held-out split never
             # trains on the translation of what it holds out; native files: one group per item
-            group = f"prompts-native-{lang}-{label[0]}{i}" if native else f"prompts-{label[0]}{i}"
+            group = f"prompts-{set_name}-{lang}-{label[0]}{i}" if native else f"prompts-{label[0]}{i}"
             rows.append({"id": group if native else f"prompts-{lang}-{label[0]}{i}", "text": text,
                          "lang": lang, "label": label, "category": head if label == "harmful" else None,
                          "group": group, "source": "prompts",
@@ -82,9 +88,12 @@ def load_prompts(path: str | Path, native: bool = False) -> list[dict]:
 
 
 def prompt_rows(root: Path = PROMPTS_DIR) -> list[dict]:
-    """The translated prompt files (``<root>/<lang>.yaml``) and the native ones (``<root>/native/``)."""
+    """The translated prompt files (``<root>/<lang>.yaml``) and those written in each language
+    (``<root>/<set>/<lang>.yaml`` for each of the ``OWN_LANGUAGE_SETS``)."""
     rows = [r for p in sorted(root.glob("*.yaml")) for r in load_prompts(p)]
-    return rows + [r for p in sorted((root / NATIVE).glob("*.yaml")) for r in load_prompts(p, native=True)]
+    for name in OWN_LANGUAGE_SETS:
+        rows += [r for p in sorted((root / name).glob("*.yaml")) for r in load_prompts(p, True, name)]
+    return rows
 
 
 def seed_rows(path: str | Path, frames_per_group: int, rng: random.Random) -> list[dict]:
