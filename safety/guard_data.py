@@ -31,6 +31,7 @@ import json
 import logging
 import random
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -87,11 +88,11 @@ def load_prompts(path: str | Path, native: bool = False, set_name: str = NATIVE)
     return rows
 
 
-def prompt_rows(root: Path = PROMPTS_DIR) -> list[dict]:
+def prompt_rows(root: Path = PROMPTS_DIR, sets: Sequence[str] = OWN_LANGUAGE_SETS) -> list[dict]:
     """The translated prompt files (``<root>/<lang>.yaml``) and those written in each language
-    (``<root>/<set>/<lang>.yaml`` for each of the ``OWN_LANGUAGE_SETS``)."""
+    (``<root>/<set>/<lang>.yaml`` for each of ``sets``)."""
     rows = [r for p in sorted(root.glob("*.yaml")) for r in load_prompts(p)]
-    for name in OWN_LANGUAGE_SETS:
+    for name in sets:
         rows += [r for p in sorted((root / name).glob("*.yaml")) for r in load_prompts(p, True, name)]
     return rows
 
@@ -213,10 +214,12 @@ def decontaminate(rows: list[dict], index: EvalIndex | None = None) -> tuple[lis
 def training_rows(
     seed_path: str | Path, frames_per_group: int, gsm8k: int, ntrex_per_language: int, chatter: int,
     seed: int = 0, public: bool = True, sib_per_language: int | None = None,
+    prompt_sets: Sequence[str] = (NATIVE,),
 ) -> tuple[list[dict], Counter]:  # fmt: skip
-    """Every training/calibration row, decontaminated; and the drop counts."""
+    """Every training/calibration row, decontaminated; and the drop counts. ``prompt_sets``: which of
+    the ``OWN_LANGUAGE_SETS`` join the translated prompts."""
     rng = random.Random(seed)
-    rows = seed_rows(seed_path, frames_per_group, rng) + prompt_rows()
+    rows = seed_rows(seed_path, frames_per_group, rng) + prompt_rows(sets=prompt_sets)
     if public:
         rows += public_training_rows(sib_per_language=sib_per_language)
     rows += extra_rows(gsm8k, ntrex_per_language, rng)

@@ -34,7 +34,7 @@ import numpy as np
 from safety.categories import CATEGORY_IDS
 from safety.classifier import CACHE_DIR
 from safety.e5 import E5Tokenizer, e5_file, pad_batch
-from safety.guard_data import training_rows
+from safety.guard_data import NATIVE, OWN_LANGUAGE_SETS, training_rows
 from safety.guard_model import GuardMeta, build_net, save_guard
 from safety.seed import held_out_groups
 
@@ -57,6 +57,13 @@ class GuardTrainConfig:
     public: bool = field(default=True, metadata={"help": "use the public sets in data/safety_public/"})
     sib_per_language: int = field(
         default=300, metadata={"help": "SIB-200 train sentences kept (the same ones in every language)"}
+    )
+    prompt_sets: list[str] = field(
+        default_factory=lambda: [NATIVE],
+        metadata={
+            "help": f"prompt sets written in each language that train the guard, of {list(OWN_LANGUAGE_SETS)} "
+            "(direct: short one-line requests; tried 2026-12-06, not adopted: docs/safety.md)"
+        },
     )
     dev_fraction: float = field(default=0.2, metadata={"help": "groups held out (halved: calib / check)"})
     drop_unclear: bool = field(
@@ -98,6 +105,10 @@ class GuardTrainConfig:
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: all cores)"})
     seed: int = field(default=0, metadata={"help": "random seed (framings, split, order, init)"})
     report_path: str = field(default="", metadata={"help": "also write the held-out report here (JSON)"})
+
+    def __post_init__(self) -> None:
+        if unknown := sorted(set(self.prompt_sets) - set(OWN_LANGUAGE_SETS)):
+            raise ValueError(f"prompt_sets: unknown {unknown}; known: {', '.join(OWN_LANGUAGE_SETS)}")
 
 
 # --- cached lower-layer states --------------------------------------------------------------------
@@ -367,7 +378,7 @@ def train_guard(cfg: GuardTrainConfig, command: str = "") -> dict:
     t0 = time.perf_counter()
     rows, dropped = training_rows(cfg.seed_path, cfg.frames_per_group, cfg.gsm8k_questions,
                                   cfg.ntrex_per_language, cfg.chatter, cfg.seed, cfg.public,
-                                  cfg.sib_per_language)  # fmt: skip
+                                  cfg.sib_per_language, cfg.prompt_sets)  # fmt: skip
     n_h = sum(r["label"] == "harmful" for r in rows)
     print(f"guard: {len(rows)} rows ({n_h} harmful); dropped {dict(dropped)}")
     tr, cal, chk = split_rows(rows, cfg)

@@ -22,6 +22,7 @@ from safety.guard_data import (
     prompt_rows,
     written_benign_eval,
 )
+from safety.guard_train import GuardTrainConfig
 from safety.public_data import PUBLIC_DIR, rtp_lx_rows, sib_eval_texts, sib_rows, xsafety_rows, xstest_rows
 from safety.seed import load_seed
 
@@ -158,6 +159,11 @@ def test_translated_items_share_a_group_and_native_items_stand_alone(tmp_path: P
         ("prompts-direct-sw-h0", "weapons", "sw"),  # a set of its own: item 0 is not native's item 0
     ]
     assert len({r["id"] for r in rows}) == len(rows)
+    only_native = prompt_rows(tmp_path, sets=["native"])
+    assert len(only_native) == len(rows) - 1
+    assert "prompts-direct-sw-h0" not in {r["group"] for r in only_native}
+    with pytest.raises(ValueError, match="prompt_sets: unknown \\['nativ'\\]"):
+        GuardTrainConfig(prompt_sets=["nativ"])
 
 
 def test_chatter_pairs_keep_the_harmful_group() -> None:
