@@ -11,7 +11,8 @@ source, kind}``:
   ~72 benign prompts (37 look-alikes) written in each of 16 languages itself (local scams, slang,
   code-switching, false friends such as Swahili *nazi*, coconut); ``data/safety/prompts/direct/<lang>.yaml``,
   120 short plain one-line harmful requests (12 per category) and 100 benign prompts of the same form
-  (60 look-alikes) written in each of the 10 MultiJail languages;
+  (60 look-alikes) written in each of the 10 MultiJail languages, when ``prompt_sets`` names it (tried,
+  not adopted: off in ``configs/safety/guard_train.yaml``);
 - the public sets (``safety.public_data``): XSafety, RTP-LX, XSTest, SIB-200 train sentences;
 - ``extra``: GSM8K train questions, MGSM's 8 train exemplars per language and NTREX *train* sentences
   (benign math and news);
