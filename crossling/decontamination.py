@@ -4,8 +4,9 @@ The index holds MGSM test in 11 languages, the NTREX test documents in every shi
 MultiJail in 10 and the open prompts of the report's fidelity and benign safety tasks
 (``data/eval_prompts/open_prompts.jsonl``), so a training text that is a translation of an eval item
 hits the version in its own language; a math problem translated into a language the index lacks is
-still caught by its sequence of numbers (``number_signature``). The data builder's gates and the safety seed build both use it:
-evaluation sets measure, they never train.
+still caught by its sequence of numbers (``number_signature``). The data builder's gates, the guard's
+training data and the safety seed build use it (the seed build, for now, without the open prompts:
+``safety.seed.SEED_INDEX``): evaluation sets measure, they never train.
 
 Also here: the text normalisation and hashed n-grams both use (the data builder's near-duplicate
 gate reuses them).

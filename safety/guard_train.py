@@ -61,8 +61,9 @@ class GuardTrainConfig:
     prompt_sets: list[str] = field(
         default_factory=lambda: [NATIVE],
         metadata={
-            "help": f"prompt sets written in each language that train the guard, of {list(OWN_LANGUAGE_SETS)} "
-            "(direct: short one-line requests; tried 2026-12-06, not adopted: docs/safety.md)"
+            "help": "prompt sets written in each language that train the guard, of "
+            f"{list(OWN_LANGUAGE_SETS)} (direct: short one-line requests; tried 2026-12-06, not adopted: "
+            "docs/safety.md)"
         },
     )
     dev_fraction: float = field(default=0.2, metadata={"help": "groups held out (halved: calib / check)"})
