@@ -205,7 +205,8 @@ def _run_layers(
         for j, i in enumerate(idx):
             out[i] = x[j, : len(ids[i])].numpy().astype(np.float16)
         if s // batch % 100 == 0:
-            print(f"  layers {start}..{cfg.frozen - 1}: {s + len(idx)}/{len(texts)} texts, "
+            what = f"layers {start}..{cfg.frozen - 1}" if cfg.frozen else "embeddings"
+            print(f"  {what}: {s + len(idx)}/{len(texts)} texts, "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
     return out
 

@@ -135,6 +135,17 @@ def test_lower_tuned_layers_learn_slower() -> None:
     )  # the frozen layer is not in the optimizer
 
 
+def test_frozen_zero_tunes_every_layer_but_not_the_embeddings() -> None:
+    cfg = GuardTrainConfig(n_layers=2, frozen=0, lr=1e-3, head_lr=5e-3, layer_lr_decay=0.5)
+    net = build_net(cfg.n_layers, len(CATEGORY_IDS))
+    groups = optimizer(net, cfg).param_groups
+    assert [g["lr"] for g in groups] == pytest.approx([5e-4, 1e-3, 5e-3])  # layers 0, 1, heads
+    assert groups[0]["params"][0] is next(net.encoder.layers[0].parameters())
+    assert {id(p) for p in net.encoder.eln.parameters()}.isdisjoint(
+        id(p) for g in groups for p in g["params"]
+    )
+
+
 def test_a_filter_without_a_policy_file_runs_the_shipped_policy() -> None:
     """`make serve` (serve config `safety: true`, no `safety_config`) and the eval's `auto` filter."""
     from crossling.config import load_config
