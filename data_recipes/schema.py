@@ -12,7 +12,6 @@ Not here: which rows to make (``data_recipes.recipes``), gates or mixing.
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import yaml
 
 from crossling import languages
+from crossling.splits import split_point
 
 TEMPLATES_PATH = Path(__file__).with_name("templates.yaml")
 ROLES = ("system", "user", "assistant")
@@ -98,19 +98,13 @@ def row_text(row: dict[str, Any]) -> str:
     return "\n".join(m["content"] for m in row["messages"])
 
 
-def stable_hash(*parts: str) -> int:
-    """A process-independent 64-bit hash (Python's ``hash`` is salted per process)."""
-    digest = hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
-
-
 DEV_FRACTION = 0.1  # the build's default share of groups held out for dev
 
 
 def in_dev_split(group: str, dev_fraction: float = DEV_FRACTION) -> bool:
     """Whether the build sends rows of ``group`` (a problem, document or seed phrase; all its languages
     alike) to dev. Anything else that trains on the same sources (align's safety examples) skips them."""
-    return stable_hash("split", group) / 2**64 < dev_fraction
+    return split_point("split", group) < dev_fraction
 
 
 # --- templates -------------------------------------------------------------------------------------

