@@ -10,6 +10,8 @@
 - ``train-guard [CONFIG]``: fine-tune the guard model (multilingual-e5-small's top layers + heads) on the
   seed, the written prompts and the public sets, calibrate its thresholds on held-out groups and write
   ``data/safety/guard_model.npz`` (``configs/safety/guard_train.yaml``; see ``safety.guard_train``).
+- ``compare-guards --a A --b B``: score two guard files on the rows neither trained on, recall at
+  benign FPR points with paired bootstrap intervals (``safety.guard_compare``).
 - ``import-public``: copy XSafety, RTP-LX, XSTest and SIB-200 from ``../shared/safety_public`` into
   ``data/safety_public/`` with their licences (``safety.public_data``).
 - ``check CONFIG TEXT...``: print the verdict for each text (policy from CONFIG).
@@ -26,6 +28,7 @@ from crossling.config import CliArgs, Verb, configs_of, parse_cli
 from safety.classifier import TrainSettings, heldout_harm, save, seed_hash, threshold_at_fpr, train_calibrated
 from safety.config import SafetyConfig
 from safety.filter import SafetyFilter
+from safety.guard_compare import CompareGuardsConfig, compare_guards
 from safety.guard_train import GuardTrainConfig, train_guard
 from safety.public_data import UPSTREAM_DIR, import_public
 from safety.seed import SEED_PATH, build_seed, load_seed
@@ -61,6 +64,7 @@ VERBS: dict[str, Verb] = {
     "train": Verb(TrainConfig, "train the built-in classifier"),
     "train-semantic": Verb(SemanticTrainConfig, "train the semantic stage's heads"),
     "train-guard": Verb(GuardTrainConfig, "fine-tune and calibrate the guard model"),
+    "compare-guards": Verb(CompareGuardsConfig, "two guard files on the rows neither trained on", yaml=False),
     "import-public": Verb(None, "copy the public safety sets into data/safety_public/"),
     "check": Verb(SafetyConfig, "print verdicts for texts (policy from CONFIG)", args="TEXT..."),
 }
@@ -122,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         return _train(cli.config)
     if cli.verb == "train-guard":
         train_guard(cli.config, command=cli.command)
+        return 0
+    if cli.verb == "compare-guards":
+        compare_guards(cli.config)
         return 0
     if cli.verb == "import-public":
         counts = import_public(UPSTREAM_DIR)

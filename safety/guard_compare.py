@@ -1,0 +1,121 @@
+"""Compare two guard files on the rows neither trained on: ``crossling safety compare-guards --a A --b B``.
+
+Is a retrained guard (new data, other settings) better than the one it would replace? Each file
+records its training config and how it split the groups (``safety.guard_train.SPLIT``: a hash of
+the group and the seed). So the rows each file trained on can be rebuilt from today's data. Both
+files are scored on the held-out rows that neither trained on; chatter pairs are left out, because
+they are made of other rows' texts. Recall is read at each benign FPR of *those* rows, not at the
+files' own calibrated thresholds, which are not comparable. Each point gets a paired bootstrap 95 %
+interval of ``b - a``, with the rows resampled. MultiJail and the benign evaluation sets are never
+read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from crossling.errors import ConfigError
+from safety.guard_data import training_rows
+from safety.guard_model import GuardModel, read_meta
+from safety.guard_train import SPLIT, GuardTrainConfig, split_rows, threshold_at
+
+
+@dataclass
+class CompareGuardsConfig:
+    a: str = field(default="data/safety/guard_model.npz", metadata={"help": "guard file: the baseline"})
+    b: str = field(default="", metadata={"help": "guard file compared with it"})
+    points: list[float] = field(
+        default_factory=lambda: [0.005, 0.01, 0.02, 0.03, 0.05],
+        metadata={"help": "benign FPRs (on the compared rows) at which recall is read"},
+    )
+    bootstrap: int = field(default=1000, metadata={"help": "paired bootstrap replicates (0: none)"})
+    threads: int = field(default=0, metadata={"help": "torch threads for scoring (0: all cores)"})
+    seed: int = field(default=0, metadata={"help": "bootstrap seed"})
+
+
+def file_config(path: str | Path) -> GuardTrainConfig:
+    """The training config a guard file records, if its split can be rebuilt (else ``ConfigError``)."""
+    info = read_meta(path).info
+    if info.get("split") != SPLIT:
+        raise ConfigError(
+            f"{path}: this guard file does not record a {SPLIT!r} split (files trained before "
+            "2026-12-06 drew their held-out groups at random), so the rows it trained on cannot be "
+            "rebuilt; retrain it with `crossling safety train-guard` and compare the retrain"
+        )
+    known = {f.name for f in dataclasses.fields(GuardTrainConfig)}
+    return GuardTrainConfig(**{k: v for k, v in info["config"].items() if k in known})
+
+
+def neither_trained(rows_a: list[dict], cfg_a: GuardTrainConfig, rows_b: list[dict], cfg_b: GuardTrainConfig):
+    """Held-out rows of either file whose text neither file trained on (chatter left out), one per text."""
+    trained: set[str] = set()
+    held: dict[str, dict] = {}
+    for rows, cfg in ((rows_a, cfg_a), (rows_b, cfg_b)):
+        tr, cal, chk = split_rows(rows, cfg)
+        trained.update(rows[i]["text"] for i in tr)
+        for i in cal + chk:
+            held.setdefault(rows[i]["text"], rows[i])
+    return [r for t, r in held.items() if t not in trained and r["source"] != "chatter"]
+
+
+def recall_at(scores: np.ndarray, harmful: np.ndarray, fpr: float) -> float:
+    """Recall of the harmful rows at the threshold that flags ``fpr`` of the benign rows."""
+    return float(np.mean(scores[harmful] >= threshold_at(scores[~harmful], fpr)))
+
+
+def compare_scores(a: np.ndarray, b: np.ndarray, harmful: np.ndarray, points, bootstrap: int = 1000,
+                   seed: int = 0) -> dict:  # fmt: skip
+    """Per FPR point: recall of a and b, and the paired bootstrap 95 % interval of b - a."""
+    rng = np.random.default_rng(seed)
+    samples = [rng.integers(0, len(a), len(a)) for _ in range(bootstrap)]
+    out = {}
+    for p in points:
+        diffs = [recall_at(b[s], harmful[s], p) - recall_at(a[s], harmful[s], p) for s in samples]
+        lo, hi = np.percentile(diffs, [2.5, 97.5]) if diffs else (float("nan"), float("nan"))
+        out[p] = {
+            "a": recall_at(a, harmful, p),
+            "b": recall_at(b, harmful, p),
+            "diff_ci": [float(lo), float(hi)],
+        }
+    return out
+
+
+def _scores(path: str, texts: list[str], threads: int) -> np.ndarray:
+    import os
+
+    guard = GuardModel(path, threads=threads or os.cpu_count() or 1)
+    out: list[float] = []
+    for i in range(0, len(texts), 64):
+        out += [harm for harm, _ in guard.score(texts[i : i + 64])]
+    return np.array(out)
+
+
+def compare_guards(cfg: CompareGuardsConfig) -> dict:
+    if not cfg.b:
+        raise ConfigError("compare-guards needs --b PATH (the guard file to compare with --a)")
+    cfgs = [file_config(p) for p in (cfg.a, cfg.b)]
+    built: dict[tuple, list[dict]] = {}  # the same data settings build the same rows: once
+    rows = []
+    for c in cfgs:
+        key = (c.seed_path, c.frames_per_group, c.gsm8k_questions, c.ntrex_per_language, c.chatter, c.seed,
+               c.public, c.sib_per_language, tuple(c.prompt_sets))  # fmt: skip
+        if key not in built:
+            built[key] = training_rows(*key[:-1], list(key[-1]))[0]
+        rows.append(built[key])
+    common = neither_trained(rows[0], cfgs[0], rows[1], cfgs[1])
+    harmful = np.array([r["label"] == "harmful" for r in common])
+    if harmful.all() or not harmful.any():
+        raise ConfigError("the two files share no held-out rows of both labels: nothing to compare on")
+    texts = [r["text"] for r in common]
+    a, b = (_scores(p, texts, cfg.threads) for p in (cfg.a, cfg.b))
+    result = compare_scores(a, b, harmful, cfg.points, cfg.bootstrap, cfg.seed)
+    print(f"rows neither file trained on: {int(harmful.sum())} harmful, {int((~harmful).sum())} benign")
+    print(f"{'benign FPR':>10}  {'recall a':>8}  {'recall b':>8}  b - a, 95 % interval")
+    for p, r in result.items():
+        lo, hi = r["diff_ci"]
+        print(f"{p:>10g}  {r['a']:>8.3f}  {r['b']:>8.3f}  {r['b'] - r['a']:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    return {"rows": {"harmful": int(harmful.sum()), "benign": int((~harmful).sum())}, "points": result}

@@ -1,0 +1,60 @@
+"""compare-guards: the rows neither file trained on, recall at benign FPR points, paired intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crossling.errors import ConfigError
+from safety.guard_compare import compare_scores, file_config, neither_trained
+from safety.guard_model import GUARD_PATH
+from safety.guard_train import GuardTrainConfig, split_rows
+
+
+def _rows(n: int, extra: str = "") -> list[dict]:
+    return [{"group": f"{extra}g{i}", "text": f"{extra}text {i}", "label": "harmful" if i % 3 == 0 else "benign",
+             "lang": "en", "source": "chatter" if i % 50 == 0 else "seed"} for i in range(n)]  # fmt: skip
+
+
+def test_neither_trained_leaves_out_what_either_file_trained_on() -> None:
+    cfg_a, cfg_b = GuardTrainConfig(seed=0), GuardTrainConfig(seed=1)
+    rows_a, rows_b = _rows(3000), _rows(3000) + _rows(600, extra="new-")  # b trained with more data
+    common = neither_trained(rows_a, cfg_a, rows_b, cfg_b)
+    trained = {rows_a[i]["text"] for i in split_rows(rows_a, cfg_a)[0]}
+    trained |= {rows_b[i]["text"] for i in split_rows(rows_b, cfg_b)[0]}
+    texts = [r["text"] for r in common]
+    assert common and len(texts) == len(set(texts)) and not trained & set(texts)
+    assert all(r["source"] != "chatter" for r in common)
+    assert any(t.startswith("new-") for t in texts)  # rows a never saw, held out by b, count
+
+
+def test_compare_scores_finds_the_better_file() -> None:
+    rng = np.random.default_rng(0)
+    harmful = np.arange(600) % 2 == 0
+    a = rng.uniform(size=600)  # no better than chance
+    b = np.where(harmful, rng.uniform(0.5, 1.0, 600), rng.uniform(0.0, 0.6, 600))
+    out = compare_scores(a, b, harmful, [0.01, 0.05], bootstrap=200)
+    assert out[0.05]["b"] > out[0.05]["a"] + 0.3
+    assert out[0.05]["diff_ci"][0] > 0  # the interval of b - a excludes 0
+    same = compare_scores(b, b, harmful, [0.05], bootstrap=50)[0.05]
+    assert same["a"] == same["b"] and same["diff_ci"] == [0.0, 0.0]
+
+
+def test_a_file_without_a_recorded_split_is_refused() -> None:
+    """The shipped file predates the hash split: its training rows cannot be rebuilt."""
+    with pytest.raises(ConfigError, match="retrain it"):
+        file_config(GUARD_PATH)
+
+
+def test_a_file_with_a_recorded_split_gives_back_its_config(tmp_path) -> None:
+    from dataclasses import asdict
+
+    from safety.categories import CATEGORY_IDS
+    from safety.guard_model import GuardMeta, build_net, save_guard
+    from safety.guard_train import SPLIT
+
+    cfg = GuardTrainConfig(n_layers=1, frozen=0, seed=7, prompt_sets=["native", "direct"])
+    meta = GuardMeta(n_layers=1, frozen=0, max_tokens=32, categories=list(CATEGORY_IDS), threshold=0.5,
+                     thresholds={}, info={"config": {**asdict(cfg), "retired_field": 1}, "split": SPLIT})  # fmt: skip
+    save_guard(build_net(1, len(CATEGORY_IDS)), meta, tmp_path / "g.npz")
+    assert file_config(tmp_path / "g.npz") == cfg  # fields a later version dropped are ignored
