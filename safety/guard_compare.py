@@ -13,6 +13,7 @@ read.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,8 +86,6 @@ def compare_scores(a: np.ndarray, b: np.ndarray, harmful: np.ndarray, points, bo
 
 
 def _scores(path: str, texts: list[str], threads: int) -> np.ndarray:
-    import os
-
     guard = GuardModel(path, threads=threads or os.cpu_count() or 1)
     out: list[float] = []
     for i in range(0, len(texts), 64):
