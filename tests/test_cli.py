@@ -70,6 +70,7 @@ INT_OVERRIDES = [
     ("safety", ["train", "--epochs", "3"], "epochs"),
     ("safety", ["train-semantic", "--seed", "3"], "seed"),
     ("safety", ["train-guard", "--n_layers", "3"], "n_layers"),
+    ("safety", ["compare-guards", "--bootstrap", "3"], "bootstrap"),
     ("export", ["gguf", "--exact_tokens", "3"], "exact_tokens"),
     ("serve", ["--port", "3"], "port"),
     ("ui", ["--port", "3"], "port"),
