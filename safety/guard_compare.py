@@ -1,8 +1,10 @@
 """Compare two guard files on the rows neither trained on: ``crossling safety compare-guards --a A --b B``.
 
 Is a retrained guard (new data, other settings) better than the one it would replace? Each file
-records its training config and how it split the groups (``safety.guard_train.SPLIT``: a hash of
-the group and the seed). So the rows each file trained on can be rebuilt from today's data. Both
+records its training config and how it split the groups: a hash of the group and the seed
+(``safety.guard_train.SPLIT``), or, for the shipped file of 2026-12-05, which drew its split at
+random, the list of its held-out groups. So the rows each file trained on can be rebuilt from
+today's data; a group a file never saw counts as trained on, the safe side. Both
 files are scored on the held-out rows that neither trained on; chatter pairs are left out, because
 they are made of other rows' texts. Recall is read at each benign FPR of *those* rows, not at the
 files' own calibrated thresholds, which are not comparable. Each point gets a paired bootstrap 95 %
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,27 +41,48 @@ class CompareGuardsConfig:
     seed: int = field(default=0, metadata={"help": "bootstrap seed"})
 
 
-def file_config(path: str | Path) -> GuardTrainConfig:
-    """The training config a guard file records, if its split can be rebuilt (else ``ConfigError``)."""
+Split = Callable[[list[dict]], tuple[list[int], list[int]]]  # rows -> (trained on, held out) indices
+
+
+def file_split(path: str | Path) -> tuple[GuardTrainConfig, Split]:
+    """The training config a guard file records, and its split rebuilt over any rows: by the hash rule
+    (``split: hash``), or by the list of held-out groups the file records (``held_out_groups``: files
+    from the earlier random draw, whose split a later data change cannot rebuild). Else ``ConfigError``."""
     info = read_meta(path).info
-    if info.get("split") != SPLIT:
-        raise ConfigError(
-            f"{path}: this guard file does not record a {SPLIT!r} split (files trained before "
-            "2026-12-06 drew their held-out groups at random), so the rows it trained on cannot be "
-            "rebuilt; retrain it with `crossling safety train-guard` and compare the retrain"
-        )
     known = {f.name for f in dataclasses.fields(GuardTrainConfig)}
-    return GuardTrainConfig(**{k: v for k, v in info["config"].items() if k in known})
+    cfg = GuardTrainConfig(**{k: v for k, v in info["config"].items() if k in known})
+    if info.get("split") == SPLIT:
+
+        def split(rows: list[dict]) -> tuple[list[int], list[int]]:
+            tr, cal, chk = split_rows(rows, cfg)
+            return tr, cal + chk
+
+    elif "held_out_groups" in info:
+        held = set(info["held_out_groups"])
+
+        def split(
+            rows: list[dict],
+        ) -> tuple[list[int], list[int]]:  # a group it never saw: trained (safe side)
+            return ([i for i, r in enumerate(rows) if r["group"] not in held],
+                    [i for i, r in enumerate(rows) if r["group"] in held])  # fmt: skip
+
+    else:
+        raise ConfigError(
+            f"{path}: this guard file records neither a {SPLIT!r} split nor its held-out groups, so the "
+            "rows it trained on cannot be rebuilt; retrain it with `crossling safety train-guard` and "
+            "compare the retrain"
+        )
+    return cfg, split
 
 
-def neither_trained(rows_a: list[dict], cfg_a: GuardTrainConfig, rows_b: list[dict], cfg_b: GuardTrainConfig):
+def neither_trained(rows_a: list[dict], split_a: Split, rows_b: list[dict], split_b: Split) -> list[dict]:
     """Held-out rows of either file whose text neither file trained on (chatter left out), one per text."""
     trained: set[str] = set()
     held: dict[str, dict] = {}
-    for rows, cfg in ((rows_a, cfg_a), (rows_b, cfg_b)):
-        tr, cal, chk = split_rows(rows, cfg)
+    for rows, split in ((rows_a, split_a), (rows_b, split_b)):
+        tr, ho = split(rows)
         trained.update(rows[i]["text"] for i in tr)
-        for i in cal + chk:
+        for i in ho:
             held.setdefault(rows[i]["text"], rows[i])
     return [r for t, r in held.items() if t not in trained and r["source"] != "chatter"]
 
@@ -96,7 +120,7 @@ def _scores(path: str, texts: list[str], threads: int) -> np.ndarray:
 def compare_guards(cfg: CompareGuardsConfig) -> dict:
     if not cfg.b:
         raise ConfigError("compare-guards needs --b PATH (the guard file to compare with --a)")
-    cfgs = [file_config(p) for p in (cfg.a, cfg.b)]
+    cfgs, splits = zip(*(file_split(p) for p in (cfg.a, cfg.b)), strict=True)
     built: dict[tuple, list[dict]] = {}  # the same data settings build the same rows: once
     rows = []
     for c in cfgs:
@@ -105,7 +129,7 @@ def compare_guards(cfg: CompareGuardsConfig) -> dict:
         if key not in built:
             built[key] = training_rows(*key[:-1], list(key[-1]))[0]
         rows.append(built[key])
-    common = neither_trained(rows[0], cfgs[0], rows[1], cfgs[1])
+    common = neither_trained(rows[0], splits[0], rows[1], splits[1])
     harmful = np.array([r["label"] == "harmful" for r in common])
     if harmful.all() or not harmful.any():
         raise ConfigError("the two files share no held-out rows of both labels: nothing to compare on")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from crossling.errors import ConfigError
-from safety.guard_compare import compare_scores, file_config, neither_trained
+from safety.guard_compare import compare_scores, file_split, neither_trained
 from safety.guard_model import GUARD_PATH
 from safety.guard_train import GuardTrainConfig, split_rows
 
@@ -16,10 +16,18 @@ def _rows(n: int, extra: str = "") -> list[dict]:
              "lang": "en", "source": "chatter" if i % 50 == 0 else "seed"} for i in range(n)]  # fmt: skip
 
 
+def _hash_split(cfg):
+    def split(rows):
+        tr, cal, chk = split_rows(rows, cfg)
+        return tr, cal + chk
+
+    return split
+
+
 def test_neither_trained_leaves_out_what_either_file_trained_on() -> None:
     cfg_a, cfg_b = GuardTrainConfig(seed=0), GuardTrainConfig(seed=1)
     rows_a, rows_b = _rows(3000), _rows(3000) + _rows(600, extra="new-")  # b trained with more data
-    common = neither_trained(rows_a, cfg_a, rows_b, cfg_b)
+    common = neither_trained(rows_a, _hash_split(cfg_a), rows_b, _hash_split(cfg_b))
     trained = {rows_a[i]["text"] for i in split_rows(rows_a, cfg_a)[0]}
     trained |= {rows_b[i]["text"] for i in split_rows(rows_b, cfg_b)[0]}
     texts = [r["text"] for r in common]
@@ -40,21 +48,43 @@ def test_compare_scores_finds_the_better_file() -> None:
     assert same["a"] == same["b"] and same["diff_ci"] == [0.0, 0.0]
 
 
-def test_a_file_without_a_recorded_split_is_refused() -> None:
-    """The shipped file predates the hash split: its training rows cannot be rebuilt."""
-    with pytest.raises(ConfigError, match="retrain it"):
-        file_config(GUARD_PATH)
-
-
-def test_a_file_with_a_recorded_split_gives_back_its_config(tmp_path) -> None:
-    from dataclasses import asdict
-
+def _save(path, info: dict) -> None:
     from safety.categories import CATEGORY_IDS
     from safety.guard_model import GuardMeta, build_net, save_guard
+
+    meta = GuardMeta(n_layers=1, frozen=0, max_tokens=32, categories=list(CATEGORY_IDS), threshold=0.5,
+                     thresholds={}, info=info)  # fmt: skip
+    save_guard(build_net(1, len(CATEGORY_IDS)), meta, path)
+
+
+def test_a_file_without_a_recorded_split_is_refused(tmp_path) -> None:
+    _save(tmp_path / "g.npz", {"config": {}})
+    with pytest.raises(ConfigError, match="retrain it"):
+        file_split(tmp_path / "g.npz")
+
+
+def test_a_file_with_a_recorded_split_gives_back_its_config_and_split(tmp_path) -> None:
+    from dataclasses import asdict
+
     from safety.guard_train import SPLIT
 
     cfg = GuardTrainConfig(n_layers=1, frozen=0, seed=7, prompt_sets=["native", "direct"])
-    meta = GuardMeta(n_layers=1, frozen=0, max_tokens=32, categories=list(CATEGORY_IDS), threshold=0.5,
-                     thresholds={}, info={"config": {**asdict(cfg), "retired_field": 1}, "split": SPLIT})  # fmt: skip
-    save_guard(build_net(1, len(CATEGORY_IDS)), meta, tmp_path / "g.npz")
-    assert file_config(tmp_path / "g.npz") == cfg  # fields a later version dropped are ignored
+    _save(tmp_path / "g.npz", {"config": {**asdict(cfg), "retired_field": 1}, "split": SPLIT})
+    got, split = file_split(tmp_path / "g.npz")
+    assert got == cfg  # fields a later version dropped are ignored
+    rows = _rows(500)
+    tr, cal, chk = split_rows(rows, cfg)
+    assert split(rows) == (tr, cal + chk)
+
+
+def test_a_file_with_listed_held_out_groups_splits_by_the_list(tmp_path) -> None:
+    _save(tmp_path / "g.npz", {"config": {"seed": 0}, "held_out_groups": ["g1", "g2"]})
+    _, split = file_split(tmp_path / "g.npz")
+    rows = _rows(5) + _rows(2, extra="new-")  # groups the file never saw count as trained on
+    assert split(rows) == ([0, 3, 4, 5, 6], [1, 2])
+
+
+def test_the_shipped_file_records_its_held_out_groups() -> None:
+    """It drew its split at random before the hash split; the list makes it comparable."""
+    cfg, split = file_split(GUARD_PATH)
+    assert cfg.n_layers == 6 and cfg.frozen == 2
