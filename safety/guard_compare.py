@@ -25,7 +25,7 @@ import numpy as np
 from crossling.errors import ConfigError
 from safety.guard_data import training_rows
 from safety.guard_model import GuardModel, read_meta
-from safety.guard_train import SPLIT, GuardTrainConfig, split_rows, threshold_at
+from safety.guard_train import SPLIT, GuardTrainConfig, data_args, split_rows, threshold_at
 
 
 @dataclass
@@ -44,6 +44,28 @@ class CompareGuardsConfig:
 Split = Callable[[list[dict]], tuple[list[int], list[int]]]  # rows -> (trained on, held out) indices
 
 
+def hash_split(cfg: GuardTrainConfig) -> Split:
+    """The split ``train-guard`` makes with ``cfg`` (calib and check together as held out)."""
+
+    def split(rows: list[dict]) -> tuple[list[int], list[int]]:
+        tr, cal, chk = split_rows(rows, cfg)
+        return tr, cal + chk
+
+    return split
+
+
+def listed_split(held_out_groups: list[str]) -> Split:
+    """A split by a list of held-out groups; a group not on it (one the file never saw) counts as
+    trained on, the safe side."""
+    held = set(held_out_groups)
+
+    def split(rows: list[dict]) -> tuple[list[int], list[int]]:
+        return ([i for i, r in enumerate(rows) if r["group"] not in held],
+                [i for i, r in enumerate(rows) if r["group"] in held])  # fmt: skip
+
+    return split
+
+
 def file_split(path: str | Path) -> tuple[GuardTrainConfig, Split]:
     """The training config a guard file records, and its split rebuilt over any rows: by the hash rule
     (``split: hash``), or by the list of held-out groups the file records (``held_out_groups``: files
@@ -52,27 +74,14 @@ def file_split(path: str | Path) -> tuple[GuardTrainConfig, Split]:
     known = {f.name for f in dataclasses.fields(GuardTrainConfig)}
     cfg = GuardTrainConfig(**{k: v for k, v in info["config"].items() if k in known})
     if info.get("split") == SPLIT:
-
-        def split(rows: list[dict]) -> tuple[list[int], list[int]]:
-            tr, cal, chk = split_rows(rows, cfg)
-            return tr, cal + chk
-
-    elif "held_out_groups" in info:
-        held = set(info["held_out_groups"])
-
-        def split(
-            rows: list[dict],
-        ) -> tuple[list[int], list[int]]:  # a group it never saw: trained (safe side)
-            return ([i for i, r in enumerate(rows) if r["group"] not in held],
-                    [i for i, r in enumerate(rows) if r["group"] in held])  # fmt: skip
-
-    else:
-        raise ConfigError(
-            f"{path}: this guard file records neither a {SPLIT!r} split nor its held-out groups, so the "
-            "rows it trained on cannot be rebuilt; retrain it with `crossling safety train-guard` and "
-            "compare the retrain"
-        )
-    return cfg, split
+        return cfg, hash_split(cfg)
+    if "held_out_groups" in info:
+        return cfg, listed_split(info["held_out_groups"])
+    raise ConfigError(
+        f"{path}: this guard file records neither a {SPLIT!r} split nor its held-out groups, so the "
+        "rows it trained on cannot be rebuilt; retrain it with `crossling safety train-guard` and "
+        "compare the retrain"
+    )
 
 
 def neither_trained(rows_a: list[dict], split_a: Split, rows_b: list[dict], split_b: Split) -> list[dict]:
@@ -124,10 +133,9 @@ def compare_guards(cfg: CompareGuardsConfig) -> dict:
     built: dict[tuple, list[dict]] = {}  # the same data settings build the same rows: once
     rows = []
     for c in cfgs:
-        key = (c.seed_path, c.frames_per_group, c.gsm8k_questions, c.ntrex_per_language, c.chatter, c.seed,
-               c.public, c.sib_per_language, tuple(c.prompt_sets))  # fmt: skip
+        key = data_args(c)
         if key not in built:
-            built[key] = training_rows(*key[:-1], list(key[-1]))[0]
+            built[key] = training_rows(*key)[0]
         rows.append(built[key])
     common = neither_trained(rows[0], splits[0], rows[1], splits[1])
     harmful = np.array([r["label"] == "harmful" for r in common])

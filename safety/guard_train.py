@@ -361,6 +361,13 @@ def _print_table(title: str, table: dict) -> None:
         print(f"{lang:<5} {r['n_harmful']:>6} {rec:>7} {r['n_benign']:>8} {fpr:>6}")
 
 
+def data_args(cfg: GuardTrainConfig) -> tuple:
+    """``training_rows``' arguments from a config; hashable, since configs that agree on them build
+    the same rows."""
+    return (cfg.seed_path, cfg.frames_per_group, cfg.gsm8k_questions, cfg.ntrex_per_language, cfg.chatter,
+            cfg.seed, cfg.public, cfg.sib_per_language, tuple(cfg.prompt_sets))  # fmt: skip
+
+
 SPLIT = "hash"  # recorded in the file: how its held-out groups were chosen (files before 2026-12-06: a draw)
 
 
@@ -388,9 +395,7 @@ def train_guard(cfg: GuardTrainConfig, command: str = "") -> dict:
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     t0 = time.perf_counter()
-    rows, dropped = training_rows(cfg.seed_path, cfg.frames_per_group, cfg.gsm8k_questions,
-                                  cfg.ntrex_per_language, cfg.chatter, cfg.seed, cfg.public,
-                                  cfg.sib_per_language, cfg.prompt_sets)  # fmt: skip
+    rows, dropped = training_rows(*data_args(cfg))
     n_h = sum(r["label"] == "harmful" for r in rows)
     print(f"guard: {len(rows)} rows ({n_h} harmful); dropped {dict(dropped)}")
     tr, cal, chk = split_rows(rows, cfg)

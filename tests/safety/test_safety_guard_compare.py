@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from crossling.errors import ConfigError
-from safety.guard_compare import compare_scores, file_split, neither_trained
+from safety.guard_compare import compare_scores, file_split, hash_split, neither_trained
 from safety.guard_model import GUARD_PATH
 from safety.guard_train import GuardTrainConfig, split_rows
 
@@ -16,18 +16,10 @@ def _rows(n: int, extra: str = "") -> list[dict]:
              "lang": "en", "source": "chatter" if i % 50 == 0 else "seed"} for i in range(n)]  # fmt: skip
 
 
-def _hash_split(cfg):
-    def split(rows):
-        tr, cal, chk = split_rows(rows, cfg)
-        return tr, cal + chk
-
-    return split
-
-
 def test_neither_trained_leaves_out_what_either_file_trained_on() -> None:
     cfg_a, cfg_b = GuardTrainConfig(seed=0), GuardTrainConfig(seed=1)
     rows_a, rows_b = _rows(3000), _rows(3000) + _rows(600, extra="new-")  # b trained with more data
-    common = neither_trained(rows_a, _hash_split(cfg_a), rows_b, _hash_split(cfg_b))
+    common = neither_trained(rows_a, hash_split(cfg_a), rows_b, hash_split(cfg_b))
     trained = {rows_a[i]["text"] for i in split_rows(rows_a, cfg_a)[0]}
     trained |= {rows_b[i]["text"] for i in split_rows(rows_b, cfg_b)[0]}
     texts = [r["text"] for r in common]
