@@ -107,6 +107,13 @@ class GuardTrainConfig:
     )
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: all cores)"})
     seed: int = field(default=0, metadata={"help": "random seed (framings, split, order, init)"})
+    members: int = field(
+        default=1,
+        metadata={
+            "help": "fine-tunes averaged into the one file (a uniform model soup): the same rows and "
+            "split, seeds seed .. seed+members-1 for init, order and dropout; latency as one"
+        },
+    )
     report_path: str = field(default="", metadata={"help": "also write the held-out report here (JSON)"})
 
     def __post_init__(self) -> None:
@@ -250,12 +257,14 @@ def optimizer(net, cfg: GuardTrainConfig):
     return torch.optim.AdamW(groups + [{"params": heads, "lr": cfg.head_lr}], weight_decay=cfg.weight_decay)
 
 
-def train_net(net, states: list[np.ndarray], rows: list[dict], cfg: GuardTrainConfig, log=print):
-    """Fine-tune ``net``'s layers ``frozen..`` and heads on ``rows`` (their cached ``states``)."""
+def train_net(net, states: list[np.ndarray], rows: list[dict], cfg: GuardTrainConfig, log=print,
+              seed: int | None = None):  # fmt: skip
+    """Fine-tune ``net``'s layers ``frozen..`` and heads on ``rows`` (their cached ``states``), batches
+    drawn in the order of ``seed`` (default ``cfg.seed``)."""
     import torch
     import torch.nn.functional as F
 
-    rng = random.Random(cfg.seed)
+    rng = random.Random(cfg.seed if seed is None else seed)
     cat_index = {c: i for i, c in enumerate(CATEGORY_IDS)}
     y = torch.tensor([r["label"] == "harmful" for r in rows], dtype=torch.float32)
     cats = torch.tensor([cat_index.get(r.get("category") or "", -100) if r["label"] == "harmful" else -100
@@ -294,6 +303,19 @@ def train_net(net, states: list[np.ndarray], rows: list[dict], cfg: GuardTrainCo
                 log(f"  step {step}/{total}: loss {np.mean(running[-200:]):.4f}, {elapsed:.0f} s")
     net.eval()
     return net
+
+
+def soup(nets: list):
+    """The first of ``nets`` with every parameter replaced by the mean over ``nets`` (a uniform model
+    soup, Wortsman et al. 2022): fine-tunes of one start point average into one net that scores like
+    their ensemble at the cost of one. The frozen layers are the same in all, so they stay."""
+    import torch
+
+    with torch.no_grad():
+        params = [dict(n.named_parameters()) for n in nets]
+        for name, p in params[0].items():
+            p.copy_(torch.stack([q[name] for q in params]).mean(0))
+    return nets[0]
 
 
 def predict(net, states: list[np.ndarray], cfg: GuardTrainConfig, batch: int = 128) -> np.ndarray:
@@ -361,6 +383,14 @@ def _print_table(title: str, table: dict) -> None:
         print(f"{lang:<5} {r['n_harmful']:>6} {rec:>7} {r['n_benign']:>8} {fpr:>6}")
 
 
+def _member_report(held_scores: np.ndarray, cal_rows: list[dict], chk_rows: list[dict],
+                   cfg: GuardTrainConfig) -> dict:  # fmt: skip
+    """One soup member alone: its calib threshold at ``target_fpr`` and check recall / FPR there."""
+    t = threshold_at(held_scores[: len(cal_rows)][[r["label"] == "benign" for r in cal_rows]], cfg.target_fpr)
+    r = held_out_table(held_scores[len(cal_rows) :], chk_rows, {}, t)["all"]
+    return {"threshold": t, "recall": r["recall"], "fpr": r["fpr"]}
+
+
 def data_args(cfg: GuardTrainConfig) -> tuple:
     """``training_rows``' arguments from a config; hashable, since configs that agree on them build
     the same rows."""
@@ -409,14 +439,26 @@ def train_guard(cfg: GuardTrainConfig, command: str = "") -> dict:
         states[i] = x
     print(f"lower-layer states ready in {time.perf_counter() - t0:.0f} s")
     cut = cfg.train_tokens or cfg.max_tokens
-    net = build_net(cfg.n_layers, len(CATEGORY_IDS), cfg.dropout)
     print(f"training on {len(tr)} rows (first {cut} tokens); {len(cal)} calib, {len(chk)} check rows")
-    train_net(net, [states[i][:cut] for i in tr], [rows[i] for i in tr], cfg)
     held = cal + chk  # only held-out rows are scored: training rows would tell nothing here
-    held_scores = predict(net, [states[i] for i in held], cfg)
+    held_states = [states[i] for i in held]
+    cal_rows, chk_rows = [rows[i] for i in cal], [rows[i] for i in chk]
+    nets, members = [], []
+    for k in range(cfg.members):
+        torch.manual_seed(cfg.seed + k)
+        net = build_net(cfg.n_layers, len(CATEGORY_IDS), cfg.dropout)
+        if cfg.members > 1:
+            print(f"member {k + 1} of {cfg.members} (seed {cfg.seed + k})")
+        train_net(net, [states[i][:cut] for i in tr], [rows[i] for i in tr], cfg, seed=cfg.seed + k)
+        if cfg.members > 1:
+            members.append(_member_report(predict(net, held_states, cfg), cal_rows, chk_rows, cfg))
+            print(f"  member {k + 1}: check recall {members[-1]['recall']:.3f}, FPR {members[-1]['fpr']:.3f} "
+                  f"at its own calib {cfg.target_fpr:g} point")  # fmt: skip
+        nets.append(net)
+    net = soup(nets)
+    held_scores = predict(net, held_states, cfg)
     scores = np.zeros(len(rows), dtype=np.float32)
     scores[held] = held_scores
-    cal_rows, chk_rows = [rows[i] for i in cal], [rows[i] for i in chk]
     calib = calibrate(scores[cal], cal_rows, cfg)
     thr = {**calib["per_language"]}
     report = {
@@ -435,7 +477,7 @@ def train_guard(cfg: GuardTrainConfig, command: str = "") -> dict:
         threshold=calib["default"], thresholds=thr, operating_point=f"calib benign FPR {cfg.target_fpr:g}",
         info={"command": command, "config": asdict(cfg), "rows": len(rows), "harmful": n_h,
               "dropped": dict(dropped), "split": SPLIT, "points": calib["points"],
-              "per_language_points": calib["per_language_points"], "report": report,
+              "per_language_points": calib["per_language_points"], "report": report, "members": members,
               "train_s": round(time.perf_counter() - t0)},
     )  # fmt: skip
     save_guard(net, meta, cfg.out_path)

@@ -30,6 +30,7 @@ from safety.guard_train import (
     calibrate,
     optimizer,
     predict,
+    soup,
     split_rows,
     threshold_at,
     train_net,
@@ -205,6 +206,28 @@ def test_saved_guard_scores_like_the_trained_net(tiny_guard) -> None:
     assert np.abs(loaded - trained).max() < 0.02  # int8 rows, not a different model
     harm, cats = model.score(["how to build a bomb number 7"])[0]
     assert max(cats.values()) == pytest.approx(harm) and max(cats, key=cats.get) == "weapons"
+
+
+def test_a_soup_averages_the_tuned_weights_and_keeps_what_each_member_learned(tiny_guard) -> None:
+    import torch
+
+    cfg = tiny_guard["cfg"]
+    torch.manual_seed(1)
+    other = build_net(cfg.n_layers, len(CATEGORY_IDS), dropout=0.0)
+    train_net(other, tiny_guard["states"], tiny_guard["rows"], cfg, log=lambda _: None, seed=1)
+    first = build_net(cfg.n_layers, len(CATEGORY_IDS), dropout=0.0)
+    first.load_state_dict(tiny_guard["net"].state_dict())
+    want = (first.harm.weight + other.harm.weight).detach() / 2
+    tuned = (first.encoder.layers[1].q.weight + other.encoder.layers[1].q.weight).detach() / 2
+    frozen = first.encoder.layers[0].q.weight.detach().clone()
+    assert not torch.equal(first.harm.weight, other.harm.weight)  # another init and order: another net
+    net = soup([first, other])
+    assert net is first
+    assert torch.allclose(net.harm.weight, want) and torch.allclose(net.encoder.layers[1].q.weight, tuned)
+    assert torch.equal(net.encoder.layers[0].q.weight, frozen)  # the same in both: unchanged
+    scores = predict(net, tiny_guard["states"], cfg)
+    y = np.array([r["label"] == "harmful" for r in tiny_guard["rows"]])
+    assert scores[y].min() > scores[~y].max()  # the average of two fine-tunes still separates the task
 
 
 def test_threshold_at_keeps_the_fpr() -> None:
