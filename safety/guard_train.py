@@ -114,6 +114,13 @@ class GuardTrainConfig:
             "split, seeds seed .. seed+members-1 for init, order and dropout; latency as one"
         },
     )
+    bag: float = field(
+        default=0.0,
+        metadata={
+            "help": "share of the training groups each member leaves out, a draw of its own (bagging: "
+            "members differ by data as well as seed); 0: every member trains on all rows"
+        },
+    )
     report_path: str = field(default="", metadata={"help": "also write the held-out report here (JSON)"})
 
     def __post_init__(self) -> None:
@@ -408,6 +415,14 @@ def held_out_point(group: str, cfg: GuardTrainConfig) -> float:
     return split_point("guard", str(cfg.seed), group)
 
 
+def member_rows(train: list[int], rows: list[dict], cfg: GuardTrainConfig, k: int) -> list[int]:
+    """The training rows of soup member ``k``: all of ``train``, or with ``bag`` those whose group falls
+    outside the member's own draw of that share of the groups (whole groups, by a hash as the split)."""
+    if not cfg.bag:
+        return train
+    return [i for i in train if split_point("bag", str(cfg.seed + k), rows[i]["group"]) >= cfg.bag]
+
+
 def split_rows(rows: list[dict], cfg: GuardTrainConfig) -> tuple[list[int], list[int], list[int]]:
     """Indices of train / calib / check rows (whole groups on one side, by ``held_out_point``). With
     ``drop_unclear`` the rows marked ``unclear`` are left out of all three; no group moves."""
@@ -449,7 +464,10 @@ def train_guard(cfg: GuardTrainConfig, command: str = "") -> dict:
         net = build_net(cfg.n_layers, len(CATEGORY_IDS), cfg.dropout)
         if cfg.members > 1:
             print(f"member {k + 1} of {cfg.members} (seed {cfg.seed + k})")
-        train_net(net, [states[i][:cut] for i in tr], [rows[i] for i in tr], cfg, seed=cfg.seed + k)
+        mine = member_rows(tr, rows, cfg, k)
+        if len(mine) < len(tr):
+            print(f"  member {k + 1} trains on {len(mine)} of the {len(tr)} training rows (bag {cfg.bag:g})")
+        train_net(net, [states[i][:cut] for i in mine], [rows[i] for i in mine], cfg, seed=cfg.seed + k)
         if cfg.members > 1:
             members.append(_member_report(predict(net, held_states, cfg), cal_rows, chk_rows, cfg))
             print(f"  member {k + 1}: check recall {members[-1]['recall']:.3f}, FPR {members[-1]['fpr']:.3f} "

@@ -28,6 +28,7 @@ from safety.guard_model import (
 from safety.guard_train import (
     GuardTrainConfig,
     calibrate,
+    member_rows,
     optimizer,
     predict,
     soup,
@@ -228,6 +229,18 @@ def test_a_soup_averages_the_tuned_weights_and_keeps_what_each_member_learned(ti
     scores = predict(net, tiny_guard["states"], cfg)
     y = np.array([r["label"] == "harmful" for r in tiny_guard["rows"]])
     assert scores[y].min() > scores[~y].max()  # the average of two fine-tunes still separates the task
+
+
+def test_bagged_members_each_leave_out_their_own_share_of_whole_groups() -> None:
+    rows = [{"group": f"g{i // 2}"} for i in range(4000)]  # two rows per group
+    train = list(range(len(rows)))
+    assert member_rows(train, rows, GuardTrainConfig(), 0) is train  # no bag: every member, every row
+    cfg = GuardTrainConfig(bag=0.2)
+    kept = [set(member_rows(train, rows, cfg, k)) for k in range(2)]
+    for mine in kept:
+        assert 0.75 < len(mine) / len(rows) < 0.85
+        assert all((2 * (i // 2) in mine) == (2 * (i // 2) + 1 in mine) for i in train)  # groups stay whole
+    assert 0.1 < len(kept[0] ^ kept[1]) / len(rows) < 0.5  # the members' draws differ
 
 
 def test_threshold_at_keeps_the_fpr() -> None:
