@@ -314,8 +314,9 @@ def train_net(net, states: list[np.ndarray], rows: list[dict], cfg: GuardTrainCo
 
 def soup(nets: list):
     """The first of ``nets`` with every parameter replaced by the mean over ``nets`` (a uniform model
-    soup, Wortsman et al. 2022): fine-tunes of one start point average into one net that scores like
-    their ensemble at the cost of one. The frozen layers are the same in all, so they stay."""
+    soup, Wortsman et al. 2022): fine-tunes of one start point average into one net, at the cost of
+    one. The frozen layers are the same in all, so they stay. Whether the average beats a member is
+    for the held-out rows to say; for the guard it did not (docs/safety.md, model soups)."""
     import torch
 
     with torch.no_grad():
