@@ -393,8 +393,8 @@ def _print_table(title: str, table: dict) -> None:
 
 def _member_report(held_scores: np.ndarray, cal_rows: list[dict], chk_rows: list[dict],
                    cfg: GuardTrainConfig) -> dict:  # fmt: skip
-    """One soup member alone: its calib threshold at ``target_fpr`` and check recall / FPR there."""
-    t = threshold_at(held_scores[: len(cal_rows)][[r["label"] == "benign" for r in cal_rows]], cfg.target_fpr)
+    """One soup member alone: its default calib threshold and check recall / FPR there."""
+    t = calibrate(held_scores[: len(cal_rows)], cal_rows, cfg)["default"]
     r = held_out_table(held_scores[len(cal_rows) :], chk_rows, {}, t)["all"]
     return {"threshold": t, "recall": r["recall"], "fpr": r["fpr"]}
 

@@ -7,7 +7,7 @@ import pytest
 
 from crossling.errors import ConfigError
 from safety.guard_compare import compare_scores, file_split, hash_split, neither_trained
-from safety.guard_model import GUARD_PATH
+from safety.guard_model import GUARD_PATH, read_meta
 from safety.guard_train import GuardTrainConfig, split_rows
 
 
@@ -80,3 +80,7 @@ def test_the_shipped_file_records_its_held_out_groups() -> None:
     """It drew its split at random before the hash split; the list makes it comparable."""
     cfg, split = file_split(GUARD_PATH)
     assert cfg.n_layers == 6 and cfg.frozen == 2
+    held = read_meta(GUARD_PATH).info["held_out_groups"]
+    assert len(held) == 3504
+    rows = [{"group": held[0]}, {"group": "a group it never saw"}]
+    assert split(rows) == ([1], [0])  # split by the list, not by the hash
