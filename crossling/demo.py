@@ -10,7 +10,9 @@ back between stages) and is skipped when its output already exists, so a rerun r
 one stopped (``--force [sft]`` reruns a stage). ``--fast true`` is the smoke version: the same stages
 with a handful of steps and samples, written under ``runs/fast/`` and ``results/fast/``. Generations
 are cached under ``runs/`` (``runs/generations``), so a clean clone starts from nothing and a rerun in
-the same clone generates nothing twice. The demo ends with a timing table (``demo_timings.json``).
+the same clone generates nothing twice. The demo ends with a timing table (``demo_timings.json``):
+each stage's time, the cores it and other processes kept busy, the host's steal, and a speed probe
+before and after, so a slow run says whether the machine or the work was slower.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Literal
 
 from crossling import models
 from crossling.config import Verb, configs_of, parse_cli
-from crossling.device import cpu_summary
+from crossling.device import CpuClock, cpu_clock, cpu_summary, cpu_use, matmul_gflops
 
 
 @dataclass
@@ -143,6 +145,9 @@ def stages(fast: bool, alignment: str = "kto", backend: str = "llamacpp") -> lis
     ]  # fmt: skip
 
 
+PROBE_SECONDS = 2.0  # the speed probe before the first stage and after the last
+
+
 def _run(stage: Stage, env: dict[str, str], forced: bool = False) -> float:
     args = run_args(stage, forced)
     cmd = [sys.executable, "-m", "crossling", *args]
@@ -155,17 +160,44 @@ def _run(stage: Stage, env: dict[str, str], forced: bool = False) -> float:
     return took
 
 
-def timing_table(timings: dict[str, float | None], machine: str | None = None) -> str:
+def timing_table(timings: dict[str, float | None], machine: str | None = None,
+                 usage: dict[str, dict] | None = None, probe: dict[str, float] | None = None) -> str:  # fmt: skip
     """Markdown: seconds and minutes per stage (``None``: done before, not run now), and the total,
-    headed by the machine they were taken on (:func:`crossling.device.cpu_summary`)."""
-    lines = [f"Machine: {machine or cpu_summary()}.", "", "| stage | time |", "|---|---|"]
+    headed by the machine they were taken on (:func:`crossling.device.cpu_summary`). With ``usage``
+    (stage -> :func:`crossling.device.cpu_use`) each stage also says how many cores it kept busy, how
+    many other processes did, and what share the host stole; with ``probe`` (``start``/``end`` GFLOP/s
+    of :func:`crossling.device.matmul_gflops`), how fast the machine was before and after. Runs of
+    the same work differ in time; these columns say whether the machine or the work changed."""
+    lines = [f"Machine: {machine or cpu_summary()}."]
+    if probe:
+        lines.append(f"Speed probe (float32 matmul, all cores): {probe['start']:.0f} GFLOP/s before the "
+                     f"first stage, {probe['end']:.0f} after the last.")  # fmt: skip
+    cols = " cores busy: the stage / other processes | stolen by the host |" if usage else ""
+    lines += ["", f"| stage | time |{cols}", "|---|---|" + ("---|---|" if usage else "")]
     for name, secs in timings.items():
-        lines.append(
-            f"| {name} | " + ("done before" if secs is None else f"{secs / 60:.1f} min ({secs:.0f} s)") + " |"
-        )
+        took = "done before" if secs is None else f"{secs / 60:.1f} min ({secs:.0f} s)"
+        row = f"| {name} | {took} |"
+        if usage:
+            row += f" {_usage_cells(usage.get(name))} |"
+        lines.append(row)
     total = sum(s for s in timings.values() if s is not None)
-    lines.append(f"| **stages run now** | **{total / 60:.1f} min** |")
+    lines.append(f"| **stages run now** | **{total / 60:.1f} min** |" + (" | |" if usage else ""))
     return "\n".join(lines)
+
+
+def _usage_cells(use: dict | None) -> str:
+    if not use:
+        return " |"
+    other = "?" if use["other_cores"] is None else f"{use['other_cores']:.2f}"
+    steal = "?" if use["steal"] is None else f"{100 * use['steal']:.1f} %"
+    return f"{use['own_cores']:.2f} / {other} | {steal}"
+
+
+def _measured(usage: dict[str, dict], name: str, clock: CpuClock) -> CpuClock:
+    """Record the CPU use of stage ``name`` since ``clock``; the new reading starts the next stage."""
+    now = cpu_clock()
+    usage[name] = cpu_use(clock, now)
+    return now
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,10 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     env.setdefault("CROSSLING_GENERATION_CACHE", str(Path("runs/generations").resolve()))
     timings: dict[str, float | None] = {}
-    start = time.perf_counter()
+    usage: dict[str, dict] = {}
+    probe = {"start": matmul_gflops(PROBE_SECONDS)}
+    clock = cpu_clock()
     print("== [model] crossling model prepare", flush=True)
     models.prepare()
-    timings["model"] = time.perf_counter() - start
+    timings["model"] = time.perf_counter() - clock.wall
+    clock = _measured(usage, "model", clock)
     plan = stages(cfg.fast, cfg.alignment, cfg.backend)
     for stage in plan:
         if Path(stage.done_when).exists() and stage.name not in cfg.force:
@@ -185,13 +220,16 @@ def main(argv: list[str] | None = None) -> int:
             timings[stage.name] = None
         else:
             timings[stage.name] = _run(stage, env, forced=stage.name in cfg.force)
+            clock = _measured(usage, stage.name, clock)
         if stage.name == cfg.stop_after:
             break
+    probe["end"] = matmul_gflops(PROBE_SECONDS)
     results = Path("results") / run_dirs(cfg.fast, cfg.alignment)["eval"]
     results.mkdir(parents=True, exist_ok=True)
     machine = cpu_summary()
-    (results / "demo_timings.json").write_text(json.dumps({"machine": machine, "seconds": timings}, indent=2))
-    table = timing_table(timings, machine)
+    record = {"machine": machine, "seconds": timings, "cpu": usage, "probe_gflops": probe}
+    (results / "demo_timings.json").write_text(json.dumps(record, indent=2))
+    table = timing_table(timings, machine, usage, probe)
     (results / "demo_timings.md").write_text(table + "\n")
     if (results / "report.md").exists() and cfg.stop_after in (None, "eval"):
         print((results / "report.md").read_text(encoding="utf-8")[:6000])

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -52,6 +55,72 @@ def cpu_summary(cpuinfo: str | None = None) -> str:
         if flag in flags
     ]
     return f"{cores()} cores, {model}" + (f" ({', '.join(isa)})" if isa else "")
+
+
+@dataclass(frozen=True)
+class CpuClock:
+    """CPU seconds at one moment: what every process on the machine has used and what the hypervisor
+    took for others (``/proc/stat``; ``None`` where there is none), and what this process and its
+    finished children have used (``getrusage``)."""
+
+    wall: float
+    busy: float | None
+    steal: float | None
+    own: float
+    cpus: int
+
+
+def cpu_clock(stat: str | None = None) -> CpuClock:
+    """Read the clocks now (``stat``: the text of ``/proc/stat``, for tests)."""
+    if stat is None:
+        stat = ""
+        with contextlib.suppress(OSError):
+            stat = Path("/proc/stat").read_text()
+    lines = stat.splitlines()
+    busy = steal = None
+    if lines and lines[0].startswith("cpu "):
+        # user nice system idle iowait irq softirq steal (guest time is already inside user)
+        ticks = [int(x) for x in lines[0].split()[1:9]]
+        hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        busy = (ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]) / hz
+        steal = ticks[7] / hz
+    cpus = sum(1 for ln in lines if ln.startswith("cpu") and ln[3:4].isdigit()) or cores()
+    own = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        r = resource.getrusage(who)
+        own += r.ru_utime + r.ru_stime
+    return CpuClock(time.perf_counter(), busy, steal, own, cpus)
+
+
+def cpu_use(start: CpuClock, end: CpuClock) -> dict[str, float | None]:
+    """Between two readings, averaged over the wall time: cores kept busy by this process and the
+    children it waited for (``own_cores``), by every other process (``other_cores``), and the share of
+    the CPUs' time the hypervisor gave to other machines (``steal``). A slow run on a quiet machine
+    shows ``other_cores`` near 0; time stolen by the host shows in ``steal`` (where the VM reports it)."""
+    wall = max(end.wall - start.wall, 1e-9)
+    own = (end.own - start.own) / wall
+    out: dict[str, float | None] = {"own_cores": own, "other_cores": None, "steal": None}
+    if start.busy is not None and end.busy is not None:
+        out["other_cores"] = max(0.0, (end.busy - start.busy) / wall - own)
+    if start.steal is not None and end.steal is not None:
+        out["steal"] = (end.steal - start.steal) / (wall * end.cpus)
+    return out
+
+
+def matmul_gflops(seconds: float = 1.0, n: int = 384) -> float:
+    """A fixed probe of the machine's speed now: float32 ``n x n`` matrix products (numpy's BLAS, all
+    cores) for about ``seconds``; GFLOP/s. Two probes of the same machine far apart mean its host
+    gave it less (or more) than before."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    a @ b  # warm-up: threads started, pages touched
+    done, start = 0, time.perf_counter()
+    while (took := time.perf_counter() - start) < seconds:
+        a @ b
+        done += 1
+    return 2 * n**3 * done / took / 1e9
 
 
 def default_device() -> str:

@@ -2,6 +2,8 @@
 each stage must read what the previous ones write (a renamed field or path breaks this test, not a
 user half an hour into the demo)."""
 
+import json
+
 import pytest
 
 from crossling.cli import area_module
@@ -55,10 +57,14 @@ def test_a_finished_demo_prints_its_timing_table(tmp_path, monkeypatch, capsys):
         done.parent.mkdir(parents=True, exist_ok=True)
         done.write_text("x")
     monkeypatch.setattr("crossling.demo.models.prepare", lambda: None)
+    monkeypatch.setattr("crossling.demo.PROBE_SECONDS", 0.05)
     assert main(["--fast", "true", "--serve", "false"]) == 0
     out = capsys.readouterr().out
     assert "| sft | done before |" in out and "| **stages run now** |" in out
+    assert "Speed probe (float32 matmul, all cores)" in out
     assert (tmp_path / "results/fast/demo_timings.md").is_file()
+    record = json.loads((tmp_path / "results/fast/demo_timings.json").read_text())
+    assert set(record["probe_gflops"]) == {"start", "end"} and "model" in record["cpu"]
 
 
 def test_timing_table_sums_the_stages_run_now():
@@ -68,6 +74,17 @@ def test_timing_table_sums_the_stages_run_now():
     assert table.startswith("Machine: 2 cores, X (AVX2).")
     assert "| sft | 10.0 min (600 s) |" in table and "| data | done before |" in table
     assert table.splitlines()[-1] == "| **stages run now** | **15.0 min** |"
+
+
+def test_timing_table_says_how_busy_the_machine_was():
+    use = {"own_cores": 1.93, "other_cores": 0.04, "steal": 0.012}
+    table = timing_table({"sft": 600.0, "eval": None}, machine="2 cores, X (AVX2)",
+                         usage={"sft": use}, probe={"start": 120.4, "end": 80.6})  # fmt: skip
+    assert "120 GFLOP/s before the first stage, 81 after the last" in table
+    assert "| sft | 10.0 min (600 s) | 1.93 / 0.04 | 1.2 % |" in table
+    assert "| eval | done before |  | |" in table
+    no_proc = {"own_cores": 1.0, "other_cores": None, "steal": None}
+    assert "| 1.00 / ? | ? |" in timing_table({"sft": 1.0}, "m", usage={"sft": no_proc})
 
 
 def test_trainer_stages_resume_or_overwrite_their_earlier_run(tmp_path):
