@@ -11,8 +11,8 @@ one stopped (``--force [sft]`` reruns a stage). ``--fast true`` is the smoke ver
 with a handful of steps and samples, written under ``runs/fast/`` and ``results/fast/``. Generations
 are cached under ``runs/`` (``runs/generations``), so a clean clone starts from nothing and a rerun in
 the same clone generates nothing twice. The demo ends with a timing table (``demo_timings.json``):
-each stage's time, the cores it and other processes kept busy, the host's steal, and a speed probe
-before and after, so a slow run says whether the machine or the work was slower.
+each stage's time, the cores it and other processes kept busy, and the CPU time the host reported
+stolen, so a slow run says whether other work on the machine was the cause.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Literal
 
 from crossling import models
 from crossling.config import Verb, configs_of, parse_cli
-from crossling.device import CpuClock, cpu_clock, cpu_summary, cpu_use, matmul_gflops
+from crossling.device import CpuClock, cpu_clock, cpu_summary, cpu_use
 
 
 @dataclass
@@ -145,9 +145,6 @@ def stages(fast: bool, alignment: str = "kto", backend: str = "llamacpp") -> lis
     ]  # fmt: skip
 
 
-PROBE_SECONDS = 2.0  # the speed probe before the first stage and after the last
-
-
 def _run(stage: Stage, env: dict[str, str], forced: bool = False) -> float:
     args = run_args(stage, forced)
     cmd = [sys.executable, "-m", "crossling", *args]
@@ -160,18 +157,14 @@ def _run(stage: Stage, env: dict[str, str], forced: bool = False) -> float:
     return took
 
 
-def timing_table(timings: dict[str, float | None], machine: str | None = None,
-                 usage: dict[str, dict] | None = None, probe: dict[str, float] | None = None) -> str:  # fmt: skip
+def timing_table(
+    timings: dict[str, float | None], machine: str | None = None, usage: dict[str, dict] | None = None
+) -> str:
     """Markdown: seconds and minutes per stage (``None``: done before, not run now), and the total,
     headed by the machine they were taken on (:func:`crossling.device.cpu_summary`). With ``usage``
     (stage -> :func:`crossling.device.cpu_use`) each stage also says how many cores it kept busy, how
-    many other processes did, and what share the host stole; with ``probe`` (``start``/``end`` GFLOP/s
-    of :func:`crossling.device.matmul_gflops`), how fast the machine was before and after. Runs of
-    the same work differ in time; these columns say whether the machine or the work changed."""
+    many other processes did, and what share of the CPUs' time the host reported stolen."""
     lines = [f"Machine: {machine or cpu_summary()}."]
-    if probe:
-        lines.append(f"Speed probe (float32 matmul, all cores): {probe['start']:.0f} GFLOP/s before the "
-                     f"first stage, {probe['end']:.0f} after the last.")  # fmt: skip
     cols = " cores busy: the stage / other processes | stolen by the host |" if usage else ""
     lines += ["", f"| stage | time |{cols}", "|---|---|" + ("---|---|" if usage else "")]
     for name, secs in timings.items():
@@ -207,7 +200,6 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("CROSSLING_GENERATION_CACHE", str(Path("runs/generations").resolve()))
     timings: dict[str, float | None] = {}
     usage: dict[str, dict] = {}
-    probe = {"start": matmul_gflops(PROBE_SECONDS)}
     clock = cpu_clock()
     print("== [model] crossling model prepare", flush=True)
     models.prepare()
@@ -223,13 +215,12 @@ def main(argv: list[str] | None = None) -> int:
             clock = _measured(usage, stage.name, clock)
         if stage.name == cfg.stop_after:
             break
-    probe["end"] = matmul_gflops(PROBE_SECONDS)
     results = Path("results") / run_dirs(cfg.fast, cfg.alignment)["eval"]
     results.mkdir(parents=True, exist_ok=True)
     machine = cpu_summary()
-    record = {"machine": machine, "seconds": timings, "cpu": usage, "probe_gflops": probe}
+    record = {"machine": machine, "seconds": timings, "cpu": usage}
     (results / "demo_timings.json").write_text(json.dumps(record, indent=2))
-    table = timing_table(timings, machine, usage, probe)
+    table = timing_table(timings, machine, usage)
     (results / "demo_timings.md").write_text(table + "\n")
     if (results / "report.md").exists() and cfg.stop_after in (None, "eval"):
         print((results / "report.md").read_text(encoding="utf-8")[:6000])

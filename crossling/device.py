@@ -107,22 +107,6 @@ def cpu_use(start: CpuClock, end: CpuClock) -> dict[str, float | None]:
     return out
 
 
-def matmul_gflops(seconds: float = 1.0, n: int = 384) -> float:
-    """A fixed probe of the machine's speed now: float32 ``n x n`` matrix products (numpy's BLAS, all
-    cores) for about ``seconds``; GFLOP/s. Two probes of the same machine far apart mean its host
-    gave it less (or more) than before."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-    a @ b  # warm-up: threads started, pages touched
-    done, start = 0, time.perf_counter()
-    while (took := time.perf_counter() - start) < seconds:
-        a @ b
-        done += 1
-    return 2 * n**3 * done / took / 1e9
-
-
 def default_device() -> str:
     return "cuda" if has_cuda() else "cpu"
 
