@@ -179,7 +179,7 @@ def timing_table(
 
 
 def _usage_cells(use: dict | None) -> str:
-    if not use:
+    if not use or use.get("seconds", 1.0) < 1.0:  # too short to measure: noise in the CPU clocks
         return " |"
     other = "?" if use["other_cores"] is None else f"{use['other_cores']:.2f}"
     steal = "?" if use["steal"] is None else f"{100 * use['steal']:.1f} %"

@@ -99,7 +99,7 @@ def cpu_use(start: CpuClock, end: CpuClock) -> dict[str, float | None]:
     shows ``other_cores`` near 0; time stolen by the host shows in ``steal`` (where the VM reports it)."""
     wall = max(end.wall - start.wall, 1e-9)
     own = (end.own - start.own) / wall
-    out: dict[str, float | None] = {"own_cores": own, "other_cores": None, "steal": None}
+    out: dict[str, float | None] = {"seconds": wall, "own_cores": own, "other_cores": None, "steal": None}
     if start.busy is not None and end.busy is not None:
         out["other_cores"] = max(0.0, (end.busy - start.busy) / wall - own)
     if start.steal is not None and end.steal is not None:

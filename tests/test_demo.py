@@ -63,7 +63,7 @@ def test_a_finished_demo_prints_its_timing_table(tmp_path, monkeypatch, capsys):
     assert "| cores busy: the stage / other processes | stolen by the host |" in out
     assert (tmp_path / "results/fast/demo_timings.md").is_file()
     record = json.loads((tmp_path / "results/fast/demo_timings.json").read_text())
-    assert set(record["cpu"]["model"]) == {"own_cores", "other_cores", "steal"}
+    assert set(record["cpu"]["model"]) == {"seconds", "own_cores", "other_cores", "steal"}
 
 
 def test_timing_table_sums_the_stages_run_now():
@@ -76,11 +76,16 @@ def test_timing_table_sums_the_stages_run_now():
 
 
 def test_timing_table_says_how_busy_the_machine_was():
-    use = {"own_cores": 1.93, "other_cores": 0.04, "steal": 0.012}
-    table = timing_table({"sft": 600.0, "eval": None}, machine="2 cores, X (AVX2)", usage={"sft": use})
+    use = {"seconds": 600.0, "own_cores": 1.93, "other_cores": 0.04, "steal": 0.012}
+    blink = {"seconds": 0.01, "own_cores": 3.0, "other_cores": 0.0, "steal": 0.0}  # clock noise, not shown
+    usage = {"sft": use, "model": blink}
+    table = timing_table(
+        {"model": 0.01, "sft": 600.0, "eval": None}, machine="2 cores, X (AVX2)", usage=usage
+    )
+    assert "| model | 0.0 min (0 s) |  | |" in table
     assert "| sft | 10.0 min (600 s) | 1.93 / 0.04 | 1.2 % |" in table
     assert "| eval | done before |  | |" in table
-    no_proc = {"own_cores": 1.0, "other_cores": None, "steal": None}
+    no_proc = {"seconds": 1.0, "own_cores": 1.0, "other_cores": None, "steal": None}
     assert "| 1.00 / ? | ? |" in timing_table({"sft": 1.0}, "m", usage={"sft": no_proc})
 
 

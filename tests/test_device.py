@@ -46,7 +46,8 @@ def test_cpu_use_splits_the_machine_between_this_process_others_and_the_host():
 def test_without_proc_stat_only_this_process_is_measured():
     a = cpu_clock("")
     b = dataclasses.replace(a, wall=a.wall + 2, own=a.own + 1)
-    assert cpu_use(a, b) == {"own_cores": pytest.approx(0.5), "other_cores": None, "steal": None}
+    assert cpu_use(a, b) == {"seconds": pytest.approx(2), "own_cores": pytest.approx(0.5), "other_cores": None,
+                             "steal": None}  # fmt: skip
 
 
 def test_cpu_clock_counts_this_process_and_its_children():
