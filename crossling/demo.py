@@ -145,7 +145,7 @@ def stages(fast: bool, alignment: str = "kto", backend: str = "llamacpp") -> lis
     ]  # fmt: skip
 
 
-def _run(stage: Stage, env: dict[str, str], forced: bool = False) -> float:
+def _run(stage: Stage, env: dict[str, str], forced: bool = False) -> None:
     args = run_args(stage, forced)
     cmd = [sys.executable, "-m", "crossling", *args]
     print(f"\n== [{stage.name}] crossling {' '.join(args)}", flush=True)
@@ -154,7 +154,6 @@ def _run(stage: Stage, env: dict[str, str], forced: bool = False) -> float:
     took = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"demo: stage {stage.name!r} failed (exit {proc.returncode}) after {took:.0f}s")
-    return took
 
 
 def timing_table(
@@ -179,17 +178,19 @@ def timing_table(
 
 
 def _usage_cells(use: dict | None) -> str:
-    if not use or use.get("seconds", 1.0) < 1.0:  # too short to measure: noise in the CPU clocks
+    if not use or use["seconds"] < 1.0:  # too short to measure: noise in the CPU clocks
         return " |"
     other = "?" if use["other_cores"] is None else f"{use['other_cores']:.2f}"
     steal = "?" if use["steal"] is None else f"{100 * use['steal']:.1f} %"
     return f"{use['own_cores']:.2f} / {other} | {steal}"
 
 
-def _measured(usage: dict[str, dict], name: str, clock: CpuClock) -> CpuClock:
-    """Record the CPU use of stage ``name`` since ``clock``; the new reading starts the next stage."""
+def _measured(timings: dict, usage: dict[str, dict], name: str, clock: CpuClock) -> CpuClock:
+    """Record stage ``name``'s time and CPU use since ``clock``, both from one reading, which starts
+    the next stage."""
     now = cpu_clock()
     usage[name] = cpu_use(clock, now)
+    timings[name] = usage[name]["seconds"]
     return now
 
 
@@ -203,16 +204,15 @@ def main(argv: list[str] | None = None) -> int:
     clock = cpu_clock()
     print("== [model] crossling model prepare", flush=True)
     models.prepare()
-    timings["model"] = time.perf_counter() - clock.wall
-    clock = _measured(usage, "model", clock)
+    clock = _measured(timings, usage, "model", clock)
     plan = stages(cfg.fast, cfg.alignment, cfg.backend)
     for stage in plan:
         if Path(stage.done_when).exists() and stage.name not in cfg.force:
             print(f"== [{stage.name}] done already ({stage.done_when}); --force [{stage.name}] reruns it")
             timings[stage.name] = None
         else:
-            timings[stage.name] = _run(stage, env, forced=stage.name in cfg.force)
-            clock = _measured(usage, stage.name, clock)
+            _run(stage, env, forced=stage.name in cfg.force)
+            clock = _measured(timings, usage, stage.name, clock)
         if stage.name == cfg.stop_after:
             break
     results = Path("results") / run_dirs(cfg.fast, cfg.alignment)["eval"]

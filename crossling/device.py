@@ -81,7 +81,7 @@ def cpu_clock(stat: str | None = None) -> CpuClock:
     if lines and lines[0].startswith("cpu "):
         # user nice system idle iowait irq softirq steal (guest time is already inside user)
         ticks = [int(x) for x in lines[0].split()[1:9]]
-        hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        hz = os.sysconf("SC_CLK_TCK")
         busy = (ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]) / hz
         steal = ticks[7] / hz
     cpus = sum(1 for ln in lines if ln.startswith("cpu") and ln[3:4].isdigit()) or cores()
